@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny synthetic volumes written to real NIfTI files in a temporary folder."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+
+def phantom(shape=(20, 24, 18), seed: int = 0) -> np.ndarray:
+    """A smooth blob with two inner structures, values 0..~100, plus a little texture."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    r = np.sqrt((grid**2).sum(0))
+    vol = 80.0 * (r < 0.8) + 20.0 * (np.abs(grid[0]) < 0.25) * (r < 0.6)
+    return (vol + rng.normal(0, 0.5, shape) * (r < 0.8)).clip(0).astype(np.float32)
+
+
+def oblique_affine(spacing=(1.2, 0.9, 2.5)) -> np.ndarray:
+    angle = np.deg2rad(10)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag(spacing)
+    affine[:3, 3] = (-12.5, 30.0, 7.25)
+    return affine
+
+
+@pytest.fixture
+def nifti_file(tmp_path):
+    """Write a phantom as int16 NIfTI with an oblique affine; returns (path, array, affine)."""
+    arr = phantom()
+    affine = oblique_affine()
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(arr.round().astype(np.int16), affine), path)
+    return path, arr.round(), affine

@@ -1,0 +1,8 @@
+"""Training engines built on MONAI's ignite workflows."""
+
+from __future__ import annotations
+
+from volgan.engines.distributed import average_gradients, broadcast_parameters
+from volgan.engines.paired_gan_trainer import PairedGanTrainer
+
+__all__ = ["PairedGanTrainer", "average_gradients", "broadcast_parameters"]

@@ -1,0 +1,108 @@
+"""NIfTI reading and atomic writing with nibabel (affine, units and on-disk dtype kept)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from volgan.io.errors import VolumeError
+from volgan.io.validate import as_3d, check_spacing, check_values
+from volgan.io.volume import Volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def nifti_stem(path: str | os.PathLike) -> str:
+    """File name without ``.nii`` / ``.nii.gz``."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def read_nifti(path: str | os.PathLike, *, units: str | None = None, check: bool = True) -> Volume:
+    """Read a 3D NIfTI file into a float32 :class:`Volume`.
+
+    Scaling (``scl_slope``/``scl_inter``) is applied. Raises :class:`VolumeError` naming the file
+    for a missing, unreadable, truncated, non-3D, empty or NaN/inf-filled file.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VolumeError(path, "does not exist")
+    if os.path.isdir(path):
+        raise VolumeError(path, "is a folder, not a NIfTI file")
+    try:
+        img = nib.load(path)
+    except (gzip.BadGzipFile, zlib.error, EOFError) as err:
+        raise VolumeError(path, f"is not a valid gzip-compressed NIfTI file ({err})") from err
+    except Exception as err:  # nibabel raises ImageFileError, HeaderDataError, OSError...
+        raise VolumeError(path, f"is not a readable NIfTI image ({type(err).__name__}: {err})") from err
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise VolumeError(path, f"is truncated or its compressed data is corrupt ({err})") from err
+    except (ValueError, OSError) as err:
+        raise VolumeError(path, f"is truncated: the header promises more voxel data than the file holds ({err})") from err
+    data = as_3d(data, path)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if check:
+        check_spacing(tuple(np.linalg.norm(affine[:3, :3], axis=0)), path)
+        check_values(data, path)
+    header = img.header
+    descrip = ""
+    if "descrip" in header:
+        descrip = header["descrip"].tobytes().split(b"\x00")[0].decode("latin-1")
+    return Volume(
+        array=data,
+        affine=affine,
+        path=path,
+        units=units or "a.u.",
+        dtype=np.dtype(img.get_data_dtype()),
+        meta={"descrip": descrip, "xyzt_units": header.get_xyzt_units() if hasattr(header, "get_xyzt_units") else None},
+    )
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A hidden sibling of ``path`` with the same NIfTI suffix, for atomic writes."""
+    path = Path(path)
+    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
+    return path.with_name(f".{nifti_stem(path)}.partial-{os.getpid()}{suffix}")
+
+
+def write_nifti(volume: Volume, path: str | os.PathLike, *, dtype: np.dtype | str = np.float32) -> Path:
+    """Write ``volume`` to ``path`` atomically (temporary name, then rename).
+
+    An interrupted write never leaves a truncated file under the final name. The affine is
+    written as both qform and sform; ``descrip`` records the units.
+    """
+    path = Path(path)
+    if not is_nifti(path):
+        raise VolumeError(path, "output name must end in .nii or .nii.gz")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise VolumeError(parent, "output folder does not exist")
+    if not os.access(parent, os.W_OK):
+        raise VolumeError(parent, "output folder is not writable")
+    img = nib.Nifti1Image(np.asarray(volume.array).astype(dtype, copy=False), volume.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = f"volgan units={volume.units}"[:79].encode()
+    tmp = temporary_path(path)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise VolumeError(path, f"could not be written ({err})") from err
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -1,0 +1,7 @@
+"""Generators and critics, one network family per file; pure nn.Modules without I/O."""
+
+from __future__ import annotations
+
+from volgan.networks.red_wgan import RedWganCritic, RedWganGenerator
+
+__all__ = ["RedWganCritic", "RedWganGenerator"]
