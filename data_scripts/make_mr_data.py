@@ -48,10 +48,14 @@ def synthetic_t2(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> np.ndarray
 
 
 def head_brain_mask(head: Volume, mni_t1: Volume, mni_mask: np.ndarray) -> np.ndarray:
-    """Brain mask on the head by affine registration of the MNI152 brain (Mattes MI)."""
+    """Brain mask on the head by rigid registration of the MNI152 brain (Mattes MI; an affine
+    transform would stretch the skull-stripped brain over the skull)."""
     fixed = array_to_sitk(head.array, head.affine)
     moving = array_to_sitk(mni_t1.array, mni_t1.affine)
-    result = register(fixed, moving, kind="affine", iterations=300)
+    result = register(
+        fixed, moving, kind="rigid", shrink_factors=(8, 4, 2), smoothing_sigmas=(4.0, 2.0, 1.0),
+        iterations=150, sampling_fraction=0.05,
+    )
     mask_img = array_to_sitk(mni_mask.astype(np.uint8), mni_t1.affine)
     warped = resample_to(mask_img, fixed, result.transform, nearest=True)
     mask = np.transpose(sitk.GetArrayFromImage(warped), (2, 1, 0)) > 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -33,3 +36,22 @@ def nifti_file(tmp_path):
     path = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(arr.round().astype(np.int16), affine), path)
     return path, arr.round(), affine
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody can write to: a read-only tmpfs mount for root (who ignores permission
+    bits), a chmod 555 folder for other users."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)

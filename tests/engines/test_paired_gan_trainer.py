@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import torch
+from ignite.engine import Events
 from monai.handlers import CheckpointLoader, CheckpointSaver
 from torch import nn
 
@@ -90,7 +91,7 @@ def test_conditional_critic_sees_source_and_image():
 def test_content_loss_decreases():
     trainer = make_trainer(max_epochs=15, warmup=60)
     losses = []
-    trainer.add_event_handler("iteration_completed", lambda e: losses.append(e.state.output["content"]))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(e.state.output["content"]))
     trainer.run()
     assert losses[-1] < 0.5 * losses[0]
 
@@ -116,6 +117,6 @@ def test_resume_from_checkpoint(tmp_path):
     )
     loader.attach(resumed)
     seen = []
-    resumed.add_event_handler("iteration_started", lambda e: seen.append(e.state.iteration))
+    resumed.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.append(e.state.iteration))
     resumed.run()
     assert seen[0] == 9 and resumed.state.iteration == 12

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from volgan.engines.distributed import average_gradients, broadcast_parameters
-from volgan.engines.paired_gan_trainer import PairedGanTrainer
+from volgan.engines.paired_gan_trainer import PairedGanTrainer, loss_terms
 
-__all__ = ["PairedGanTrainer", "average_gradients", "broadcast_parameters"]
+__all__ = ["PairedGanTrainer", "average_gradients", "broadcast_parameters", "loss_terms"]

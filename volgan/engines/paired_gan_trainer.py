@@ -17,6 +17,14 @@ from volgan.losses.adversarial import AdversarialLoss
 from volgan.losses.gradient_penalty import gradient_penalty
 
 
+LOSS_TERMS = ("loss", "content", "perceptual", "adversarial", "critic", "gp", "wasserstein")
+
+
+def loss_terms(output: dict) -> dict[str, float]:
+    """``output_transform`` for StatsHandler/TensorBoardStatsHandler/MLFlowHandler: every loss term."""
+    return {k: float(output[k]) for k in LOSS_TERMS if k in output}
+
+
 class PairedGanTrainer(Trainer):
     """Trains a generator ``G(source) -> target`` against a critic on paired patches.
 

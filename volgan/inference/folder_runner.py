@@ -58,6 +58,12 @@ def is_complete(output: Path, expected_shape: tuple[int, ...] | None = None) -> 
     return expected_shape is None or vol.shape == tuple(expected_shape)
 
 
+def remove_stale_partials(output: Path) -> None:
+    """Delete temporary files that an interrupted (e.g. ``kill -9``) write of ``output`` left behind."""
+    for stale in output.parent.glob(f".{nifti_stem(output)}.partial-*"):
+        stale.unlink(missing_ok=True)
+
+
 class FolderRunner:
     """Apply ``predictor`` to every volume in ``dataset_dir`` and write results to ``output_dir``.
 
@@ -94,6 +100,7 @@ class FolderRunner:
         start = time.perf_counter()
         if not self.overwrite and is_complete(out):
             return FileResult(str(path), str(out), "skipped")
+        remove_stale_partials(out)
         try:
             volume = read_volume(path)
             result = self.predictor.predict(volume)

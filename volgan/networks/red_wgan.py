@@ -110,7 +110,7 @@ class RedWganCritic(nn.Module):
             layers += [_conv(cin, int(c)), nn.LeakyReLU(0.01)]
             cin = int(c)
         self.features = nn.Sequential(*layers)
-        self.patch_size = tuple(int(s) for s in patch_size)
+        self.patch_size = [int(s) for s in patch_size]
         n_flat = cin
         for s in self.patch_size:
             n_flat *= s
@@ -118,8 +118,8 @@ class RedWganCritic(nn.Module):
         init_kaiming(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[2:]) != self.patch_size:
-            raise ValueError(f"critic was built for patches of {self.patch_size}, got {tuple(x.shape[2:])}")
+        if list(x.shape[2:]) != self.patch_size:
+            raise ValueError(f"critic was built for patches of {self.patch_size}, got {list(x.shape[2:])}")
         return self.score(torch.flatten(self.features(x), 1))
 
 

@@ -1,0 +1,146 @@
+"""The RED-WGAN bundle through the real MONAI bundle CLI (and torchrun), on real NIfTI files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import oblique_affine, phantom
+from volgan.degrade import add_rician_noise
+from volgan.metrics import psnr
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "bundles" / "mri_denoise_redwgan"
+CONFIGS = BUNDLE / "configs"
+pytestmark = pytest.mark.slow
+
+
+def bundle_cli(*args: str, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "monai.bundle", *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def held_out_crop() -> tuple[np.ndarray, np.ndarray]:
+    """A 48x56x40 crop of pydeface's mean head (never used for training) and its affine."""
+    import pydeface
+
+    img = nib.load(Path(pydeface.__file__).parent / "data" / "mean_reg2mean.nii.gz")
+    data = np.asarray(img.dataobj, dtype=np.float32)[64:112, 100:156, 120:160]
+    affine = img.affine.copy()
+    affine[:3, 3] = img.affine[:3, :3] @ np.array([64, 100, 120]) + img.affine[:3, 3]
+    return data, affine
+
+
+def test_inference_denoises_every_file_on_its_grid_in_its_units(tmp_path):
+    clean, affine = held_out_crop()
+    noisy = add_rician_noise(clean, 9.0, seed=5)
+    (tmp_path / "in").mkdir()
+    nib.save(nib.Nifti1Image(noisy, affine), tmp_path / "in" / "head.nii.gz")
+    scaled = (noisy * 7.3).astype(np.int16)  # other units and dtype, oblique grid
+    nib.save(nib.Nifti1Image(scaled, oblique_affine()), tmp_path / "in" / "other.nii")
+    bundle_cli("run", "--config_file", str(CONFIGS / "inference.yaml"), "--bundle_root", str(BUNDLE),
+               "--dataset_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["head.nii.gz", "other.nii.gz", "volgan_report.csv"]
+    head = nib.load(tmp_path / "out" / "head.nii.gz")
+    np.testing.assert_allclose(head.affine, affine, atol=1e-4)
+    denoised = head.get_fdata()
+    peak = float(clean.max())
+    assert psnr(denoised, clean, data_range=peak) > psnr(noisy, clean, data_range=peak) + 3.0
+    other = nib.load(tmp_path / "out" / "other.nii.gz")
+    assert other.shape == scaled.shape
+    np.testing.assert_allclose(other.affine, oblique_affine(), atol=1e-4)
+    assert other.get_fdata().mean() == pytest.approx(denoised.mean() * 7.3, rel=0.05)
+
+
+def test_verify_metadata_with_local_schema():
+    bundle_cli("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
+               "--filepath", str(ROOT / "bundles" / "meta_schema.json"))
+
+
+def test_verify_metadata_rejects_incomplete_metadata(tmp_path):
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    del meta["network_data_format"]["outputs"]["pred"]["dtype"]
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
+                           str(tmp_path / "metadata.json"), "--filepath", str(ROOT / "bundles" / "meta_schema.json")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and "dtype" in proc.stdout + proc.stderr
+
+
+def test_verify_net_in_out():
+    bundle_cli("verify_net_in_out", "network_def", "--meta_file", str(CONFIGS / "metadata.json"),
+               "--config_file", str(CONFIGS / "inference.yaml"), "--bundle_root", str(BUNDLE), "--any", "16")
+
+
+def test_ckpt_export_gives_an_equivalent_torchscript(tmp_path):
+    out = tmp_path / "model.ts"
+    bundle_cli("ckpt_export", "network_def", "--filepath", str(out), "--ckpt_file", str(BUNDLE / "models" / "model.pt"),
+               "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.yaml"),
+               "--bundle_root", str(BUNDLE))
+    scripted = torch.jit.load(str(out))
+    from volgan.networks import RedWganGenerator
+
+    eager = RedWganGenerator("small")
+    eager.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", weights_only=True))
+    x = torch.rand(1, 1, 16, 16, 16)
+    torch.testing.assert_close(scripted(x), eager.eval()(x))
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    data = tmp_path / "data"
+    for split, seeds in (("train", (1, 2)), ("val", (3,))):
+        (data / split).mkdir(parents=True)
+        for s in seeds:
+            nib.save(nib.Nifti1Image(phantom((40, 40, 24), seed=s) * 3, np.eye(4)), data / split / f"vol{s}.nii.gz")
+    return data
+
+
+def train_args(tmp_path: Path, data: Path, *configs: str) -> list[str]:
+    files = [str(CONFIGS / c) for c in configs]
+    return [
+        "run", "--config_file", json.dumps(files) if len(files) > 1 else files[0],
+        "--bundle_root", str(BUNDLE), "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"),
+        "--dataset_dir", str(data), "--max_epochs", "2", "--iterations_per_epoch", "2", "--warmup_iterations", "2",
+        "--val_interval", "1", "--batch_size", "2", "--validate#preprocessing#transforms#3#roi_size", "[32, 32, 16]",
+    ]
+
+
+def test_train_resume_and_evaluate_through_the_cli(tmp_path, tiny_dataset):
+    bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml"))
+    models = tmp_path / "models"
+    assert (models / "model.pt").is_file()
+    state = models / "training_state_checkpoint_epoch=2.pt"
+    assert state.is_file()
+    checkpoint = torch.load(state, weights_only=True)
+    assert {"generator", "critic", "g_optimizer", "d_optimizer", "trainer"} <= set(checkpoint)
+    assert checkpoint["trainer"]["iteration"] == 4
+
+    resumed = bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml"), "--max_epochs", "3", "--resume_from", str(state))
+    assert "resuming from iteration 4, epoch 2 until 3 epochs" in resumed.stdout + resumed.stderr
+    assert torch.load(models / "training_state_checkpoint_epoch=3.pt", weights_only=True)["trainer"]["iteration"] == 6
+
+    bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml", "evaluate.yaml"))
+    metrics = (tmp_path / "eval" / "metrics.csv").read_text()
+    assert "val_psnr" in metrics and "val_ssim" in metrics
+
+
+def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           "-m", "monai.bundle", *train_args(tmp_path, tiny_dataset, "train.yaml", "multi_gpu_train.yaml")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert (tmp_path / "models" / "model.pt").is_file()
+    state = torch.load(tmp_path / "models" / "training_state_checkpoint_epoch=2.pt", weights_only=True)
+    assert state["trainer"]["iteration"] == 4
