@@ -12,7 +12,7 @@ data_range = maximum of the clean volume:
 - the bundle (its inference.yaml predictor, fp32).
 
 Usage: python benchmarks/denoising_quality.py --data data/mr --bundle bundles/mri_denoise_redwgan \
-           [--crop 96 96 64] [--methods noisy gaussian nlm bm4d bundle] [--json out.json]
+           [--crop 96 96 64] [--methods noisy gaussian nlm bm4d bundle] [--json out.json] [--previous earlier.json]
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--levels", type=float, nargs="+", default=None)
     parser.add_argument("--json", default=None, help="write the results here as JSON")
+    parser.add_argument("--previous", default=None, help="JSON of an earlier run (e.g. the slow baselines) to merge")
     args = parser.parse_args(argv)
     data = Path(args.data)
     splits = json.loads((data / "splits.json").read_text())
@@ -90,7 +91,12 @@ def main(argv: list[str] | None = None) -> None:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print_table(rows, args.methods)
+    methods = list(args.methods)
+    if args.previous:
+        earlier = json.loads(Path(args.previous).read_text())["rows"]
+        rows = [r for r in earlier if r["method"] not in methods] + rows
+        methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    print_table(rows, methods)
     if args.json:
         Path(args.json).write_text(json.dumps({"crop": [[s.start, s.stop] for s in region], "rows": rows}, indent=2))
 
