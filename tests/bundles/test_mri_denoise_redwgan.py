@@ -144,3 +144,16 @@ def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
     assert (tmp_path / "models" / "model.pt").is_file()
     state = torch.load(tmp_path / "models" / "training_state_checkpoint_epoch=2.pt", weights_only=True)
     assert state["trainer"]["iteration"] == 4
+
+
+def test_mlflow_tracking_through_the_cli(tmp_path, tiny_dataset):
+    bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml"), "--tracking", "mlflow")
+    import mlflow
+
+    db = tmp_path / "eval" / "mlruns.db"
+    assert db.is_file()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("monai_experiment")
+    runs = client.search_runs([experiment.experiment_id])
+    logged = {key for run in runs for key in run.data.metrics}
+    assert "train_loss" in logged and "val_psnr" in logged

@@ -69,7 +69,7 @@ def test_warmup_leaves_critic_untouched_then_critic_trains():
     assert trainer.critic.calls == 0
     for a, b in zip(before, trainer.critic.parameters()):
         torch.testing.assert_close(a, b)
-    assert trainer.state.output["critic"] == 0.0
+    assert trainer.state.output[0]["critic"] == 0.0
 
 
 def test_n_critic_steps_per_generator_step():
@@ -77,7 +77,8 @@ def test_n_critic_steps_per_generator_step():
     trainer.run()
     # per iteration: 3 critic steps x (real + fake + gradient penalty) + 1 generator step
     assert trainer.critic.calls == 4 * (3 * 3 + 1)
-    out = trainer.state.output
+    out = trainer.state.output[0]  # decollated: one dict per sample
+    assert len(trainer.state.output) == 2 and out["pred"].shape == (1, 4, 8, 8)
     assert out["gp"] > 0 and isinstance(out["loss"], float)
     assert {"content", "adversarial", "wasserstein", "critic"} <= set(out)
 
@@ -91,7 +92,7 @@ def test_conditional_critic_sees_source_and_image():
 def test_content_loss_decreases():
     trainer = make_trainer(max_epochs=15, warmup=60)
     losses = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(e.state.output["content"]))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(e.state.output[0]["content"]))
     trainer.run()
     assert losses[-1] < 0.5 * losses[0]
 

@@ -20,9 +20,13 @@ from volgan.losses.gradient_penalty import gradient_penalty
 LOSS_TERMS = ("loss", "content", "perceptual", "adversarial", "critic", "gp", "wasserstein")
 
 
-def loss_terms(output: dict) -> dict[str, float]:
-    """``output_transform`` for StatsHandler/TensorBoardStatsHandler/MLFlowHandler: every loss term."""
-    return {k: float(output[k]) for k in LOSS_TERMS if k in output}
+def loss_terms(output: dict | list) -> dict[str, float]:
+    """``output_transform`` for StatsHandler/TensorBoardStatsHandler/MLFlowHandler: every loss term.
+
+    Accepts the batch output or its decollated list (the losses are the same in every item).
+    """
+    first = output[0] if isinstance(output, list) else output
+    return {k: float(first[k]) for k in LOSS_TERMS if k in first}
 
 
 class PairedGanTrainer(Trainer):
@@ -46,8 +50,9 @@ class PairedGanTrainer(Trainer):
 
     Each iteration's ``engine.state.output`` holds ``image``, ``label``, ``pred`` and the float
     losses ``loss`` (generator total), ``content``, ``adversarial``, ``perceptual``, ``critic``,
-    ``gp`` and ``wasserstein`` (``E[D(real)] - E[D(fake)]``), so MONAI's StatsHandler,
-    TensorBoardStatsHandler and MLFlowHandler log them with ``from_engine([...])``. Save and
+    ``gp`` and ``wasserstein`` (``E[D(real)] - E[D(fake)]``); as in MONAI's trainers it is
+    decollated into a list of per-sample dicts by default, so MONAI's handlers and bundle tracking
+    defaults (``from_engine(['loss'], first=True)``) work, and :func:`loss_terms` logs all terms. Save and
     resume the state with MONAI's CheckpointSaver/CheckpointLoader on
     ``{"generator", "critic", "g_optimizer", "d_optimizer", "trainer"}``.
 
@@ -97,7 +102,7 @@ class PairedGanTrainer(Trainer):
         postprocessing: Callable | None = None,
         key_train_metric: dict | None = None,
         additional_metrics: dict | None = None,
-        decollate: bool = False,
+        decollate: bool = True,
     ) -> None:
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
@@ -200,9 +205,9 @@ class PairedGanTrainer(Trainer):
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         engine._step(loss, engine.generator, engine.g_optimizer, engine.g_scaler)
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
         engine.state.output.update(
             {
+                Keys.PRED: pred.detach(),
                 Keys.LOSS: float(loss.detach()),
                 "content": float(content.detach()),
                 "perceptual": float(perceptual.detach()),
@@ -210,5 +215,6 @@ class PairedGanTrainer(Trainer):
                 **stats,
             }
         )
-        engine.state.output[Keys.PRED] = pred.detach()
+        # MONAI decollates the output on this event (when decollate=True)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
