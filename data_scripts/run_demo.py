@@ -27,7 +27,7 @@ BUNDLE = ROOT / "bundles" / "mri_denoise_redwgan"
 
 def montage(images: dict[str, np.ndarray], path: Path) -> None:
     """Rows: axial, coronal, sagittal mid slices; columns: the images, on one grey scale."""
-    vmax = float(np.percentile(images["reference"], 99.5))
+    vmax = float(np.percentile(list(images.values())[-1], 99.5))  # the reference, last column
     fig, axes = plt.subplots(3, len(images), figsize=(3.2 * len(images), 9.6))
     for col, (name, vol) in enumerate(images.items()):
         cx, cy, cz = (s // 2 for s in vol.shape)
