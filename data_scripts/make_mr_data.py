@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
