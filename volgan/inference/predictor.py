@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
 from torch import nn
 
-from volgan.data.normalise import PercentileScaler
+from volgan.data.normalise import LinearScale, PercentileScaler
+from volgan.inference.optimise import fast_precision, fold_batchnorm
+from volgan.inference.stitch import sliding_window
+from volgan.inference.tiling import WindowPlan, fitted_plan, grid_plan
 from volgan.io.volume import Volume
 
+logger = logging.getLogger(__name__)
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+TILINGS = ("grid", "fitted")
 
 
 def load_generator_weights(network: nn.Module, checkpoint: str | os.PathLike, key: str = "generator") -> nn.Module:
@@ -27,25 +33,39 @@ def load_generator_weights(network: nn.Module, checkpoint: str | os.PathLike, ke
 
 
 class Predictor:
-    """Run a generator over a whole volume of any size with MONAI's SlidingWindowInferer.
+    """Run a generator over a whole volume of any size, window by window.
 
-    The input is normalised (by default: percentile scaling fitted on the input), cut into
-    overlapping windows blended with Gaussian weights, and the output is mapped back to the
-    input's units and written on the input's grid (same shape and affine).
+    The input is normalised window by window (by default: percentile scaling fitted on the
+    input), the windows' outputs are blended with Gaussian weights into a host buffer, and the
+    result is mapped back to the input's units on the input's grid (same shape and affine).
+    Device memory depends on the window size only; host memory is about three volumes of float32.
+    BatchNorm layers that follow a convolution are folded into it (same function, fewer passes).
+
+    Two speeds:
+
+    * default (``fast=False``): MONAI's window grid (``roi_size``, ``overlap``) and blending, in
+      fp32; results match ``monai.inferers.SlidingWindowInferer`` on the same network.
+    * ``fast=True``: channels-last 3D, windows as large as
+      ``max_window`` overlapping by ``margin`` voxels (far fewer redundant voxels), and reduced
+      precision where the hardware has it (bf16 on CUDA and on CPUs with native bf16; fp32 on
+      CPUs without, where emulated bf16 is slower). Outputs differ slightly near window seams;
+      see the README for measured differences. Use fp32 default mode for quantitative work.
 
     Args:
-        network: the generator (any fully convolutional ``(B, 1, D, H, W)`` -> same shape net).
+        network: the generator (fully convolutional, ``(B, 1, D, H, W)`` -> same shape).
         checkpoint: optional weights file, loaded with ``weights_only=True``.
-        roi_size: window size in voxels.
-        overlap: window overlap fraction.
+        roi_size: window size of the default grid (and the minimum padded size for small volumes).
+        overlap: window overlap fraction of the default grid.
         sw_batch_size: windows per forward pass.
         mode: blending, ``"gaussian"`` (default) or ``"constant"``.
         device: where the network runs (default: CUDA if available, else CPU).
-        stitch_on_cpu: keep the full-size output buffer on the CPU and move only windows to the
-            device; ``"auto"`` does so on CUDA for volumes above ``stitch_threshold`` voxels.
-        precision: ``"fp32"`` (default, for quantitative work), ``"bf16"`` or ``"fp16"``
-            autocast (the fast mode).
-        channels_last: run in ``torch.channels_last_3d`` memory format.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` autocast; ``None``: fp32, or the fast
+            mode's choice for the device.
+        channels_last: channels-last 3D memory format (``None``: on in fast mode).
+        fast: the fast mode described above.
+        max_window: largest window per axis in fast mode.
+        margin: overlap of fast-mode windows in voxels (at least twice the network's receptive
+            radius keeps zero-padding effects out of the blended result).
         normaliser: object with ``fit(array) -> LinearScale``; ``None`` to feed raw values.
 
     Examples::
@@ -66,67 +86,68 @@ class Predictor:
         sw_batch_size: int = 2,
         mode: str = "gaussian",
         device: str | torch.device | None = None,
-        stitch_on_cpu: bool | str = "auto",
-        stitch_threshold: int = 256**3,
-        precision: str = "fp32",
-        channels_last: bool = False,
+        precision: str | None = None,
+        channels_last: bool | None = None,
+        fast: bool = False,
+        max_window: Sequence[int] = (128, 128, 128),
+        margin: int = 16,
         normaliser: PercentileScaler | None = None,
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.fast = bool(fast)
+        self.precision = precision or (fast_precision(self.device) if self.fast else "fp32")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if checkpoint is not None:
             load_generator_weights(network, checkpoint)
-        self.network = network.to(self.device).eval()
-        self.channels_last = channels_last
-        if channels_last:
+        network = fold_batchnorm(network.eval())
+        self.channels_last = self.fast if channels_last is None else bool(channels_last)
+        self.network = network.to(self.device)
+        if self.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last_3d)
-        self.precision = precision
         self.roi_size = tuple(int(s) for s in roi_size)
         self.overlap, self.sw_batch_size, self.mode = float(overlap), int(sw_batch_size), mode
-        self.stitch_on_cpu, self.stitch_threshold = stitch_on_cpu, int(stitch_threshold)
+        self.max_window, self.margin = tuple(int(s) for s in max_window), int(margin)
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
 
-    def _stitch_device(self, n_voxels: int) -> torch.device:
-        if self.stitch_on_cpu == "auto":
-            on_cpu = self.device.type != "cpu" and n_voxels > self.stitch_threshold
-        else:
-            on_cpu = bool(self.stitch_on_cpu)
-        return torch.device("cpu") if on_cpu else self.device
+    def plan(self, shape: Sequence[int]) -> WindowPlan:
+        """Window plan for a volume of ``shape`` (already padded to at least ``roi_size`` in the default mode)."""
+        if self.fast:
+            return fitted_plan(shape, self.max_window, self.margin)
+        return grid_plan(shape, self.roi_size, self.overlap)
 
-    def _forward(self, window: torch.Tensor) -> torch.Tensor:
-        x = window.to(self.device, non_blocking=True)
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         dtype = PRECISIONS[self.precision]
         ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
         with ctx:
-            y = self.network(x)
-        return y.float().contiguous()
+            return self.network(x)
+
+    def _pad_to_roi(self, array: np.ndarray, fill: float) -> tuple[np.ndarray, tuple[slice, ...]]:
+        """Pad axes shorter than the window symmetrically (as MONAI does); the crop that undoes it."""
+        if self.fast or all(s >= r for s, r in zip(array.shape, self.roi_size)):
+            return array, tuple(slice(None) for _ in array.shape)
+        extra = [max(r - s, 0) for s, r in zip(array.shape, self.roi_size)]
+        pads = [(e // 2, e - e // 2) for e in extra]
+        padded = np.pad(array, pads, mode="constant", constant_values=fill)
+        return padded, tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, array.shape))
 
     @torch.inference_mode()
-    def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, X, Y, Z)`` normalised input -> normalised output of the same shape."""
-        inferer = SlidingWindowInferer(
-            roi_size=self.roi_size,
-            sw_batch_size=self.sw_batch_size,
-            overlap=self.overlap,
-            mode=self.mode,
-            sw_device=self.device,
-            device=self._stitch_device(int(np.prod(x.shape[2:]))),
-        )
-        return inferer(x, self._forward)
-
     def predict_array(self, array: np.ndarray) -> np.ndarray:
         """3D array in input units -> 3D float32 array in the same units."""
         if array.ndim != 3:
             raise ValueError(f"expected a 3D array, got shape {array.shape}")
-        params = self.normaliser.fit(array) if self.normaliser is not None else None
-        x = np.asarray(array, dtype=np.float32)
-        x = params.apply(x) if params is not None else x
-        y = self.predict_tensor(torch.from_numpy(np.ascontiguousarray(x))[None, None])[0, 0].cpu().numpy()
-        y = params.invert(y) if params is not None else y
-        return y.astype(np.float32, copy=False)
+        params = self.normaliser.fit(array) if self.normaliser is not None else LinearScale(0.0, 1.0)
+        padded, crop = self._pad_to_roi(array, params.offset)
+        y = sliding_window(
+            padded, self._forward, self.plan(padded.shape), prepare=params.apply,
+            batch_size=self.sw_batch_size, mode=self.mode, device=self.device,
+        )
+        y = y[crop]
+        y *= params.scale
+        y += params.offset
+        return y
 
     def predict(self, volume: Volume) -> Volume:
         """Predict on a :class:`Volume`; the result has the input's grid, affine and units."""
