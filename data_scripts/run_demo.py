@@ -12,35 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from volgan.io import read_nifti  # noqa: E402
-from volgan.metrics import nrmse, psnr, ssim  # noqa: E402
+from volgan.inference.montage import montage
+from volgan.io import read_nifti
+from volgan.metrics import nrmse, psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mri_denoise_redwgan"
-
-
-def montage(images: dict[str, np.ndarray], path: Path) -> None:
-    """Rows: axial, coronal, sagittal mid slices; columns: the images, on one grey scale."""
-    vmax = float(np.percentile(list(images.values())[-1], 99.5))  # the reference, last column
-    fig, axes = plt.subplots(3, len(images), figsize=(3.2 * len(images), 9.6))
-    for col, (name, vol) in enumerate(images.items()):
-        cx, cy, cz = (s // 2 for s in vol.shape)
-        for row, sl in enumerate((vol[:, :, cz], vol[:, cy, :], vol[cx, :, :])):
-            ax = axes[row, col]
-            ax.imshow(sl.T, cmap="gray", origin="lower", vmin=0, vmax=vmax)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:

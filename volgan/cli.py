@@ -10,8 +10,8 @@ from pathlib import Path
 from volgan import __version__
 
 
-def bundle_predictor(bundle: str | Path, **overrides):
-    """The ``predictor`` defined by a bundle's ``configs/inference.yaml``, with config overrides."""
+def bundle_config(bundle: str | Path, **overrides):
+    """A bundle's ``configs/inference.yaml`` as a MONAI ConfigParser, with config overrides."""
     from monai.bundle import ConfigParser
 
     bundle = Path(bundle)
@@ -24,7 +24,12 @@ def bundle_predictor(bundle: str | Path, **overrides):
     for key, value in overrides.items():
         if value is not None:
             parser[key] = value
-    return parser.get_parsed_content("predictor")
+    return parser
+
+
+def bundle_predictor(bundle: str | Path, **overrides):
+    """The ``predictor`` defined by a bundle's ``configs/inference.yaml``, with config overrides."""
+    return bundle_config(bundle, **overrides).get_parsed_content("predictor")
 
 
 def _infer(args: argparse.Namespace) -> int:

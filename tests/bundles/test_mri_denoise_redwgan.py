@@ -50,7 +50,7 @@ def test_inference_denoises_every_file_on_its_grid_in_its_units(tmp_path):
     nib.save(nib.Nifti1Image(scaled, oblique_affine()), tmp_path / "in" / "other.nii")
     bundle_cli("run", "--config_file", str(CONFIGS / "inference.yaml"), "--bundle_root", str(BUNDLE),
                "--dataset_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["head.nii.gz", "other.nii.gz", "volgan_report.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["head.nii.gz", "other.nii.gz", "volgan_report.csv", "volgan_report.json"]
     head = nib.load(tmp_path / "out" / "head.nii.gz")
     np.testing.assert_allclose(head.affine, affine, atol=1e-4)
     denoised = head.get_fdata()

@@ -109,3 +109,21 @@ def test_fast_mode_agrees_with_fp32_within_the_stated_bound():
     data_range = ref.max() - ref.min()
     psnr = 10 * np.log10(data_range**2 / np.mean((out - ref) ** 2))
     assert psnr > 45.0, psnr
+
+
+def test_onnxruntime_backend_matches_pytorch():
+    net = trained_like_generator()
+    arr = phantom((24, 20, 18))
+    via_ort = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="onnxruntime")
+    via_torch = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
+    assert Predictor(net, device="cpu").backend == "onnxruntime"
+    assert Predictor(net, device="cpu", precision="bf16").backend == "torch"
+    ref = via_torch.predict_array(arr)
+    np.testing.assert_allclose(via_ort.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
+
+
+def test_rejects_impossible_backends():
+    with pytest.raises(ValueError, match="backend must be"):
+        Predictor(Identity(), device="cpu", backend="tensorrt")
+    with pytest.raises(ValueError, match="fp32 on the CPU"):
+        Predictor(Identity(), device="cpu", precision="fp16", backend="onnxruntime")

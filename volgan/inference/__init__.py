@@ -1,8 +1,9 @@
-"""Whole-volume inference: the sliding-window Predictor and the folder runner."""
+"""Whole-volume inference: the sliding-window Predictor and the batch runner."""
 
 from __future__ import annotations
 
-from volgan.inference.folder_runner import FileResult, FolderRunner, find_inputs, output_name
+from volgan.inference.batch_runner import BatchRunner, FileResult
+from volgan.inference.inputs import output_name, resolve_inputs
 from volgan.inference.predictor import Predictor, load_generator_weights
 
-__all__ = ["FileResult", "FolderRunner", "Predictor", "find_inputs", "load_generator_weights", "output_name"]
+__all__ = ["BatchRunner", "FileResult", "Predictor", "load_generator_weights", "output_name", "resolve_inputs"]

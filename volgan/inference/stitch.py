@@ -1,10 +1,10 @@
 """Sliding-window inference with host-side stitching and bounded memory.
 
 Windows are cut from the host volume, moved to the compute device in batches, and their
-weighted outputs are accumulated into one float32 buffer on the host; the sum of weights is kept
-in a second host buffer and divided out at the end, in place. Device memory therefore depends on
-the window size and batch only, never on the volume size, and host memory is the input plus two
-volume-sized float32 buffers, whatever the volume size.
+weighted outputs are accumulated into one float32 buffer on the host. The sum of weights is then
+rebuilt slab by slab from the window grid and divided out in place. Device memory therefore
+depends on the window size and batch only, never on the volume size, and host memory is the
+input plus one volume-sized float32 buffer (and one slab), whatever the volume size.
 """
 
 from __future__ import annotations
@@ -56,9 +56,7 @@ def sliding_window(
     device = torch.device(device)
     source = torch.from_numpy(np.asarray(volume))
     out = torch.zeros(plan.shape, dtype=torch.float32)
-    weight_sum = torch.zeros(plan.shape, dtype=torch.float32)
     weights = window_weights(plan.window, mode, device)
-    host_weights = weights.cpu()
     windows = plan.windows()
     while batch := list(islice(windows, max(int(batch_size), 1))):
         x = torch.stack([source[w].to(torch.float32) for w in batch])[:, None]
@@ -69,6 +67,19 @@ def sliding_window(
         y = (y[:, 0].float() * weights).cpu()
         for w, yi in zip(batch, y):
             out[w] += yi
-            weight_sum[w] += host_weights
-    out /= weight_sum
+    normalise_by_weight_sum(out, plan, weights.cpu())
     return out.numpy()
+
+
+def normalise_by_weight_sum(out: torch.Tensor, plan: WindowPlan, weights: torch.Tensor, slab: int = 16) -> None:
+    """Divide ``out`` in place by the sum of the window weights covering each voxel, one slab of
+    ``slab`` planes along the first axis at a time (never a second volume-sized buffer)."""
+    wx = plan.window[0]
+    for x0 in range(0, plan.shape[0], slab):
+        x1 = min(x0 + slab, plan.shape[0])
+        total = torch.zeros((x1 - x0, *plan.shape[1:]), dtype=torch.float32)
+        for w in plan.windows():
+            lo, hi = max(w[0].start, x0), min(w[0].start + wx, x1)
+            if lo < hi:
+                total[(slice(lo - x0, hi - x0), *w[1:])] += weights[lo - w[0].start : hi - w[0].start]
+        out[x0:x1] /= total

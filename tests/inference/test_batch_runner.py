@@ -12,7 +12,7 @@ import pytest
 from torch import nn
 
 from tests.conftest import oblique_affine, phantom
-from volgan.inference import FolderRunner, Predictor
+from volgan.inference import BatchRunner, Predictor
 
 
 class Half(nn.Module):
@@ -31,7 +31,7 @@ def make_inputs(folder):
 
 def test_batch_goes_on_past_bad_files_and_reports(tmp_path):
     make_inputs(tmp_path / "in")
-    runner = FolderRunner(Predictor(Half(), roi_size=(8, 8, 8), device="cpu"), tmp_path / "in", tmp_path / "out")
+    runner = BatchRunner(Predictor(Half(), roi_size=(8, 8, 8), device="cpu"), tmp_path / "in", tmp_path / "out")
     with pytest.raises(RuntimeError) as info:
         runner.run()
     message = str(info.value)
@@ -39,7 +39,7 @@ def test_batch_goes_on_past_bad_files_and_reports(tmp_path):
     assert "c.nii.gz" in message and "NIfTI" in message
     assert "d.nii.gz" in message and "empty" in message
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["a.nii.gz", "b.nii.gz", "volgan_report.csv"]
+    assert names == ["a.nii.gz", "b.nii.gz", "volgan_report.csv", "volgan_report.json"]
     out = nib.load(tmp_path / "out" / "a.nii.gz")
     np.testing.assert_allclose(out.affine, oblique_affine(), atol=1e-5)
     np.testing.assert_allclose(out.get_fdata(), 0.5 * phantom(seed=1), rtol=1e-4, atol=1e-3)
@@ -51,19 +51,19 @@ def test_rerun_skips_complete_outputs_and_redoes_corrupt_ones(tmp_path):
     make_inputs(tmp_path / "in")
     for name in ("c.nii.gz", "d.nii.gz"):
         (tmp_path / "in" / name).unlink()
-    runner = FolderRunner(Predictor(Half(), roi_size=(8, 8, 8), device="cpu"), tmp_path / "in", tmp_path / "out")
+    runner = BatchRunner(Predictor(Half(), roi_size=(8, 8, 8), device="cpu"), tmp_path / "in", tmp_path / "out")
     assert [r.status for r in runner.run()] == ["done", "done"]
     (tmp_path / "out" / "b.nii.gz").write_bytes(b"truncated")
     assert [r.status for r in runner.run()] == ["skipped", "done"]
 
 
 def test_missing_or_empty_input_folder(tmp_path):
-    runner = FolderRunner(Predictor(Half(), device="cpu"), tmp_path / "none", tmp_path / "out")
-    with pytest.raises(ValueError, match="does not exist"):
+    runner = BatchRunner(Predictor(Half(), device="cpu"), tmp_path / "none", tmp_path / "out")
+    with pytest.raises(RuntimeError, match="none: does not exist"):
         runner.run()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="holds no NIfTI"):
-        FolderRunner(Predictor(Half(), device="cpu"), tmp_path / "empty", tmp_path / "out").run()
+    with pytest.raises(ValueError, match="names no NIfTI"):
+        BatchRunner(Predictor(Half(), device="cpu"), tmp_path / "empty", tmp_path / "out").run()
 
 
 def test_kill_9_never_leaves_a_truncated_output(tmp_path):
@@ -80,8 +80,8 @@ def test_kill_9_never_leaves_a_truncated_output(tmp_path):
             time.sleep(60)
         nib.save = slow_save
         from torch import nn
-        from volgan.inference import FolderRunner, Predictor
-        FolderRunner(Predictor(nn.Identity(), roi_size=(64, 64, 64), device="cpu"),
+        from volgan.inference import BatchRunner, Predictor
+        BatchRunner(Predictor(nn.Identity(), roi_size=(64, 64, 64), device="cpu"),
                      {str(tmp_path / 'in')!r}, {str(tmp_path / 'out')!r}).run()
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -91,6 +91,6 @@ def test_kill_9_never_leaves_a_truncated_output(tmp_path):
     finally:
         proc.wait(30)
     assert not (tmp_path / "out" / "big.nii.gz").exists()
-    runner = FolderRunner(Predictor(nn.Identity(), roi_size=(64, 64, 64), device="cpu"), tmp_path / "in", tmp_path / "out")
+    runner = BatchRunner(Predictor(nn.Identity(), roi_size=(64, 64, 64), device="cpu"), tmp_path / "in", tmp_path / "out")
     assert [r.status for r in runner.run()] == ["done"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big.nii.gz", "volgan_report.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big.nii.gz", "volgan_report.csv", "volgan_report.json"]

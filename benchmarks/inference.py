@@ -1,0 +1,279 @@
+"""Whole-volume inference speed and memory: volgan's predictor against plain MONAI sliding windows.
+
+For each bundle network, on one volume (default 192x224x192: the MNI152 T1 with 5 % Rician noise),
+each mode runs in a fresh process (so peak resident memory is per mode), modes interleaved and
+repeated; the table shows medians:
+
+* ``baseline``: ``monai.inferers.SlidingWindowInferer(roi_size=<bundle ROI>, sw_batch_size=1,
+  overlap=0.25, mode="gaussian")``, fp32, ``torch.no_grad()``, default memory format;
+* ``fp32``: volgan's Predictor with the bundle's settings (the default, quantitative mode);
+* ``fast``: volgan's Predictor with ``fast=True``;
+* extras (``--extras compile onnx``): fast mode with ``torch.compile`` or ONNX Runtime as the network.
+
+Columns: voxels/s, ratio to the baseline, attained GFLOP/s (network FLOPs per voxel x voxels the
+window plan computes / seconds) and its share of the machine's peak (the fastest of large fp32 and
+bf16, default and channels-last 3D convolutions, measured in this run), peak RSS, and the output's
+difference from the baseline (max abs error / data range, PSNR of the difference).
+
+A memory line follows: a 512^3 float32 volume through each stitcher with a one-layer network (the
+stitcher's memory does not depend on the network; activations depend on the window only), peak
+RSS as a multiple of the volume's size.
+
+Usage: python benchmarks/inference.py [--bundles B ...] [--shape 192 224 192] [--repeats 3]
+       [--extras compile onnx] [--memory-shape 512 512 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# ----------------------------------------------------------------------------- worker side
+def _bundle(bundle: str):
+    from volgan.cli import bundle_config
+
+    return bundle_config(bundle)
+
+
+def _network(bundle: str) -> tuple[torch.nn.Module, dict]:
+    from volgan.inference import load_generator_weights
+
+    parser = _bundle(bundle)
+    net = parser.get_parsed_content("network_def")
+    load_generator_weights(net, parser.get_parsed_content("ckpt_path"))
+    settings = {k: parser.get_parsed_content(k) for k in ("roi_size", "sw_batch_size", "overlap")}
+    return net.eval(), settings
+
+
+def _baseline(net, volume: np.ndarray, roi) -> np.ndarray:
+    from monai.inferers import SlidingWindowInferer
+
+    from volgan.data.normalise import PercentileScaler
+
+    params = PercentileScaler().fit(volume)
+    with torch.no_grad():
+        x = torch.from_numpy(params.apply(volume))[None, None]
+        y = SlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=0.25, mode="gaussian")(x, net)
+    return params.invert(y[0, 0].numpy())
+
+
+def _onnx_forward(net, example: torch.Tensor, path: Path):
+    import onnxruntime as ort
+
+    torch.onnx.export(net, (example,), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b", 2: "d", 3: "h", 4: "w"}}, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(["y"], {"x": x.contiguous().numpy()})[0])
+
+
+def worker(args) -> None:
+    from volgan.inference import Predictor
+
+    volume = np.load(args.volume, mmap_mode=None)
+    if args.bundle == "conv":
+        net, settings = torch.nn.Conv3d(1, 1, 3, padding=1).eval(), {"roi_size": [64] * 3, "sw_batch_size": 2, "overlap": 0.25}
+    else:
+        net, settings = _network(args.bundle)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    extra = {}
+    start = time.perf_counter()
+    if args.mode == "baseline":
+        out = _baseline(net, volume, settings["roi_size"])
+    else:
+        fast = args.mode != "fp32"
+        pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
+                         overlap=settings["overlap"], device="cpu", fast=fast)
+        if args.mode == "compile":
+            pred.network = torch.compile(pred.network)
+        elif args.mode == "onnx":
+            pred.network = _onnx_forward(pred.network, torch.rand(1, 1, 32, 32, 32), Path(args.out).with_suffix(".onnx"))
+            pred.channels_last = False
+        if args.mode in ("compile", "onnx"):  # one-off preparation time, reported apart
+            t = time.perf_counter()
+            pred.predict_array(volume[:48, :48, :48])
+            extra["prepare_s"] = time.perf_counter() - t
+            start = time.perf_counter()
+        out = pred.predict_array(volume)
+        extra["computed_voxels"] = pred.plan(volume.shape).computed_voxels
+        extra["precision"] = pred.precision
+    seconds = time.perf_counter() - start
+    np.save(args.out, out.astype(np.float32, copy=False))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "peak_rss": rss, "rss_before": rss_before, **extra}))
+
+
+# ----------------------------------------------------------------------------- driver side
+def conv_peak_gflops() -> tuple[float, str]:
+    """Fastest of a large 3D convolution in fp32 / bf16, default / channels-last layout."""
+    x = torch.rand(4, 64, 32, 32, 32)
+    conv = torch.nn.Conv3d(64, 64, 3, padding=1)
+    flops = 2 * 64 * 27 * x.numel()
+    best = (0.0, "")
+    with torch.inference_mode():
+        for dtype in (torch.float32, torch.bfloat16):
+            for fmt, name in ((torch.contiguous_format, "NCDHW"), (torch.channels_last_3d, "channels-last")):
+                c, xx = conv.to(dtype).to(memory_format=fmt), x.to(dtype).contiguous(memory_format=fmt)
+                t = time.perf_counter()
+                c(xx)
+                first = time.perf_counter() - t
+                runs = [first]
+                for _ in range(0 if first > 5 else 3):
+                    t = time.perf_counter()
+                    c(xx)
+                    runs.append(time.perf_counter() - t)
+                rate = flops / min(runs) / 1e9
+                print(f"  peak probe: {str(dtype):15s} {name:13s} {rate:7.1f} GFLOP/s")
+                best = max(best, (rate, f"{str(dtype).split('.')[-1]} {name}"))
+    return best
+
+
+def flops_per_voxel(net: torch.nn.Module) -> float:
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        k = module.weight.shape[2:].numel()
+        total += 2 * output.numel() * (module.in_channels // module.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))]
+    with torch.inference_mode():
+        net(torch.rand(1, 1, 16, 16, 16))
+    for h in handles:
+        h.remove()
+    return total / 16**3
+
+
+def benchmark_volume(shape) -> np.ndarray:
+    """The MNI152 1 mm T1 (nilearn, offline) cropped/padded to ``shape``, 5 % Rician noise."""
+    from data_scripts.sources import mni152
+    from volgan.degrade import add_rician_noise
+    from volgan.io import read_nifti
+
+    t1 = read_nifti(mni152("t1")).array.astype(np.float32)
+    out = np.zeros(shape, np.float32)
+    src = tuple(slice(max((a - b) // 2, 0), max((a - b) // 2, 0) + min(a, b)) for a, b in zip(t1.shape, shape))
+    dst = tuple(slice(max((b - a) // 2, 0), max((b - a) // 2, 0) + min(a, b)) for a, b in zip(t1.shape, shape))
+    out[dst] = t1[src]
+    return add_rician_noise(out, 5.0, seed=0).astype(np.float32)
+
+
+def run_worker(bundle: str, mode: str, volume: Path, out: Path) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--bundle", bundle, "--volume", str(volume), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def difference(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    data_range = float(ref.max() - ref.min())
+    err = out.astype(np.float64) - ref
+    mse = float(np.mean(err**2))
+    return float(np.abs(err).max()) / data_range, (float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse))
+
+
+def speed_table(args, peak: float, work: Path) -> list[str]:
+    volume = benchmark_volume(tuple(args.shape))
+    vol_path = work / "volume.npy"
+    np.save(vol_path, volume)
+    modes = ["baseline", "fp32", "fast", *args.extras]
+    rows = ["| network | mode | precision | s (median) | voxels/s | x baseline | GFLOP/s | % peak | peak RSS GB | max err / range | PSNR of diff dB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    from volgan.inference.tiling import grid_plan
+
+    for bundle in args.bundles:
+        net, settings = _network(bundle)
+        fpv = flops_per_voxel(net)
+        runs: dict[str, list[dict]] = {m: [] for m in modes}
+        for r in range(args.repeats):
+            for m in modes:
+                res = run_worker(bundle, m, vol_path, work / f"{m}.npy")
+                print(f"  {Path(bundle).name} {m} run {r + 1}: {res}", flush=True)
+                runs[m].append(res)
+        ref = np.load(work / "baseline.npy")
+        base_computed = grid_plan(volume.shape, settings["roi_size"], 0.25).computed_voxels
+        base_s = statistics.median(x["seconds"] for x in runs["baseline"] if "seconds" in x)
+        for m in modes:
+            ok = [x for x in runs[m] if "seconds" in x]
+            if not ok:
+                rows.append(f"| {Path(bundle).name} | {m} | failed: {runs[m][0]['error'][:80]} |" + " |" * 8)
+                continue
+            s = statistics.median(x["seconds"] for x in ok)
+            computed = ok[0].get("computed_voxels", base_computed)
+            gflops = fpv * computed / s / 1e9
+            err, psnr = difference(np.load(work / f"{m}.npy"), ref)
+            note = f" (+{statistics.median(x['prepare_s'] for x in ok):.0f} s once)" if "prepare_s" in ok[0] else ""
+            rows.append(
+                f"| {Path(bundle).name} | {m}{note} | {ok[0].get('precision', 'fp32')} | {s:.1f} | {volume.size / s / 1e3:.1f} k | "
+                f"{base_s / s:.2f} | {gflops:.1f} | {100 * gflops / peak:.0f} | {max(x['peak_rss'] for x in ok) / 2**30:.2f} | "
+                f"{err:.2e} | {psnr:.1f} |"
+            )
+    return rows
+
+
+def memory_lines(shape, work: Path) -> list[str]:
+    volume = np.random.default_rng(0).random(shape, dtype=np.float32)
+    path = work / "memory_volume.npy"
+    np.save(path, volume)
+    lines = []
+    for mode in ("baseline", "fp32"):
+        res = run_worker("conv", mode, path, work / "memory_out.npy")
+        if "error" in res:
+            lines.append(f"memory {mode}: failed ({res['error']})")
+            continue
+        lines.append(
+            f"memory, {'x'.join(map(str, shape))} float32 ({volume.nbytes / 2**30:.2f} GB), one-conv network, {mode}: "
+            f"peak RSS {res['peak_rss'] / 2**30:.2f} GB = {res['peak_rss'] / volume.nbytes:.2f}x the volume "
+            f"(of which {res['rss_before'] / 2**30:.2f} GB before inference: Python, torch, the loaded volume)"
+        )
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundles", nargs="+", default=[str(ROOT / "bundles" / "mri_denoise_redwgan")])
+    ap.add_argument("--shape", nargs=3, type=int, default=[192, 224, 192])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--extras", nargs="*", default=[], choices=["compile", "onnx"])
+    ap.add_argument("--memory-shape", nargs=3, type=int, default=[512, 512, 512])
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--bundle", help=argparse.SUPPRESS)
+    ap.add_argument("--volume", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        args.mode = args.worker
+        worker(args)
+        return
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    print(f"machine: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    peak, peak_kind = conv_peak_gflops()
+    print(f"peak: {peak:.1f} GFLOP/s ({peak_kind} 64->64 3x3x3 conv)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.memory_shape and min(args.memory_shape) > 0:
+            for line in memory_lines(tuple(args.memory_shape), work):
+                print(line, flush=True)
+        for row in speed_table(args, peak, work):
+            print(row)
+
+
+if __name__ == "__main__":
+    main()

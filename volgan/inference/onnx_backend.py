@@ -1,0 +1,48 @@
+"""Run a generator with ONNX Runtime on the CPU (faster than PyTorch's fp32 3D convolutions here).
+
+The network is exported once (in memory, with dynamic batch and spatial axes) on its first call;
+numerics stay fp32 (differences from PyTorch are at rounding level).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+class OnnxRuntimeForward:
+    """Callable ``(B, C, D, H, W)`` CPU tensor -> output tensor, running ``network`` in ONNX Runtime."""
+
+    def __init__(self, network: nn.Module, threads: int | None = None):
+        self.network, self.threads = network, threads
+        self.session = None
+
+    def _export(self, example: torch.Tensor):
+        import onnxruntime as ort
+
+        buffer = io.BytesIO()
+        axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
+        with torch.no_grad():
+            torch.onnx.export(self.network.float().cpu(), (example.float().cpu(),), buffer, input_names=["image"],
+                              output_names=["pred"], dynamic_axes={"image": axes, "pred": axes}, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads or torch.get_num_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        logger.info("network exported to ONNX Runtime (%d threads)", options.intra_op_num_threads)
+        return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.session is None:
+            self.session = self._export(x[:1])
+        (y,) = self.session.run(["pred"], {"image": x.detach().float().contiguous().cpu().numpy()})
+        return torch.from_numpy(y)
