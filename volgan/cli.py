@@ -1,4 +1,4 @@
-"""The ``volgan`` command line: ``volgan infer BUNDLE INPUT_DIR -o OUT_DIR``."""
+"""The ``volgan`` command line: ``volgan infer BUNDLE INPUT... -o OUT_DIR``."""
 
 from __future__ import annotations
 
@@ -33,25 +33,38 @@ def bundle_predictor(bundle: str | Path, **overrides):
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from volgan.inference import FolderRunner
+    import torch
 
+    from volgan.inference import BatchRunner
+    from volgan.inference.sharding import Shard
+
+    shard = Shard.from_env()
+    device = args.device
+    if device is None and shard.world > 1:
+        device = str(shard.device())  # one GPU per process under torchrun
+    if shard.world > 1 and torch.device(device or "cpu").type == "cpu":
+        torch.set_num_threads(shard.cpu_threads())
     predictor = bundle_predictor(
         args.bundle,
-        device=None if args.device is None else f"$torch.device({args.device!r})",
+        device=None if device is None else f"$torch.device({device!r})",
         precision=args.precision,
         sw_batch_size=args.sw_batch_size,
         overlap=args.overlap,
         channels_last=args.channels_last or None,
+        fast=args.fast or None,
+        backend=args.backend,
     )
-    runner = FolderRunner(predictor, args.input, args.output, overwrite=args.overwrite, raise_on_failure=False)
+    runner = BatchRunner(predictor, args.inputs, args.output, overwrite=args.overwrite, qa=args.qa,
+                         raise_on_failure=False, shard=shard)
     results = runner.run()
     failed = [r for r in results if r.status == "failed"]
-    for r in failed:
-        print(f"FAILED {r.error}", file=sys.stderr)
-    print(
-        f"{sum(r.status == 'done' for r in results)} done, {sum(r.status == 'skipped' for r in results)} skipped, "
-        f"{len(failed)} failed; report: {Path(args.output) / runner.report_name}"
-    )
+    if shard.rank == 0:
+        for r in failed:
+            print(f"FAILED {r.error}", file=sys.stderr)
+        print(
+            f"{sum(r.status == 'done' for r in results)} done, {sum(r.status == 'skipped' for r in results)} skipped, "
+            f"{len(failed)} failed; report: {Path(args.output) / runner.report_name}.csv (.json)"
+        )
     return 1 if failed else 0
 
 
@@ -59,15 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="volgan", description="3D volumetric reconstruction with GANs (MONAI).")
     parser.add_argument("--version", action="version", version=f"volgan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    infer = sub.add_parser("infer", help="run a bundle over a folder of NIfTI files / DICOM series folders")
+    infer = sub.add_parser(
+        "infer", help="run a bundle over volumes (files, folders, globs, DICOM series folders)",
+        description="Run a bundle over volumes. Under `torchrun --nproc_per_node N` the inputs are shared "
+        "among the processes (one GPU each) and one merged report is written.",
+    )
     infer.add_argument("bundle", help="bundle folder, e.g. bundles/mri_denoise_redwgan")
-    infer.add_argument("input", help="folder of inputs")
+    infer.add_argument("inputs", nargs="+", help="NIfTI files, DICOM series folders, folders of them, or globs")
     infer.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     infer.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-    infer.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None, help="default: the bundle's (fp32)")
+    infer.add_argument("--fast", action="store_true",
+                       help="fast mode: large windows, channels-last, reduced precision where native (see README)")
+    infer.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                       help="default: fp32 (fast mode: the device's fast precision)")
+    infer.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default=None,
+                       help="auto: ONNX Runtime for fp32 on the CPU when installed")
     infer.add_argument("--channels-last", action="store_true", help="channels-last 3D memory format")
     infer.add_argument("--sw-batch-size", type=int, default=None, help="windows per forward pass")
     infer.add_argument("--overlap", type=float, default=None, help="sliding-window overlap fraction")
+    infer.add_argument("--qa", action="store_true", help="also write <name>_qa.png (input / output mid slices)")
     infer.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     infer.set_defaults(func=_infer)
     return parser
@@ -76,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    from volgan.io import VolumeError
+
+    try:
+        return int(args.func(args))
+    except (VolumeError, FileNotFoundError) as err:  # problems with the job as a whole, not one input
+        print(f"volgan: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
