@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--qa", action="store_true", help="also write <name>_qa.png (input / output mid slices)")
     infer.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     infer.set_defaults(func=_infer)
+    from volgan.label.serve import add_parser as add_label_parser
+
+    add_label_parser(sub)
     return parser
 
 
