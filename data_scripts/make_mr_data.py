@@ -25,7 +25,8 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sources import mni152, pydeface_mean_head  # noqa: E402
 
-from volgan.data.registration import array_to_sitk, register, resample_to  # noqa: E402
+from volgan.data.registration import register, resample_to  # noqa: E402
+from volgan.data.sitk_image import array_to_sitk  # noqa: E402
 from volgan.degrade import add_rician_noise  # noqa: E402
 from volgan.io import Volume, read_nifti, write_nifti  # noqa: E402
 

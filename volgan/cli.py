@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--overlap", type=float, default=None, help="sliding-window overlap fraction")
     infer.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     infer.set_defaults(func=_infer)
+    from volgan import pairs_cli
+
+    pairs_cli.add_parser(sub)
     return parser
 
 
