@@ -65,8 +65,17 @@ def register(
     reg.SetSmoothingSigmasPerLevel(list(smoothing_sigmas))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
-    transform = reg.Execute(fixed, moving)
+    transform = _single(reg.Execute(fixed, moving))
     return RegistrationResult(transform=transform, metric=float(reg.GetMetricValue()), kind=kind)
+
+
+def _single(transform: sitk.Transform) -> sitk.Transform:
+    """The Euler/affine transform inside the one-element composite that registration returns."""
+    if transform.GetName() != "CompositeTransform":
+        return transform
+    composite = sitk.CompositeTransform(transform)
+    composite.FlattenTransform()
+    return composite.GetNthTransform(0).Downcast() if composite.GetNumberOfTransforms() == 1 else composite
 
 
 def resample_to(
