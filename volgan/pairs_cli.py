@@ -11,6 +11,7 @@ from pathlib import Path
 from volgan.data.manifest import ManifestError, load_manifest
 from volgan.data.overlay import write_overlay
 from volgan.data.paired_subject import AlignSettings, PairError, RegistrationQualityError
+from volgan.data.space import resample_onto
 from volgan.data.transform_cache import TransformCache
 
 FIELDS = ("subject", "status", "classification", "registered", "from_cache", "nmi_before", "overlap_before",
@@ -72,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_overlays:
             title = (f"{pair.subject}: {pair.space.kind}, NMI {pair.space.world.nmi:.3f} -> {pair.score.nmi:.3f}, "
                      f"overlap {pair.score.overlap:.2f} ({status})")
-            overlay = str(write_overlay(pair.target, pair.source, out / "overlays" / f"{pair.subject}.png", title))
+            before = resample_onto(subject.volume("source"), pair.target)[0] if pair.transform is not None else None
+            png = out / "overlays" / f"{pair.subject}.png"
+            overlay = str(write_overlay(pair.target, pair.source, png, title, before=before))
         rows.append({**_row(pair, status, error, overlay), **paths})
         if error:
             print(f"FAILED {error}", file=sys.stderr)
