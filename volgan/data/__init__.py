@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from volgan.data.manifest import ManifestError, load_manifest, pairs_from_pattern, read_manifest, write_manifest
+from volgan.data.manifest import (
+    ManifestError,
+    load_manifest,
+    manifest_targets,
+    pairs_from_pattern,
+    read_manifest,
+    write_manifest,
+)
 from volgan.data.modality_normalise import HuWindow, Normalised, SuvScaler, WindowScale, normaliser_for
 from volgan.data.normalise import LinearScale, PercentileScaler, ScaleByPercentiled
 from volgan.data.paired_dataset import LoadAlignedPaird, items, paired_dataset, patch_transforms
@@ -25,6 +32,7 @@ __all__ = [
     "WindowScale",
     "items",
     "load_manifest",
+    "manifest_targets",
     "normaliser_for",
     "paired_dataset",
     "pairs_from_pattern",

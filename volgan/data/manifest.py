@@ -17,6 +17,7 @@ from volgan.data.paired_subject import ALIGN_MODES, PairedSubject
 from volgan.io import VolumeError
 
 COLUMNS = ("subject", "source", "target", "mask", "align")
+REQUIRED = ("source", "target")
 
 
 class ManifestError(ValueError):
@@ -27,7 +28,7 @@ class ManifestError(ValueError):
         super().__init__(f"{os.fspath(manifest)}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _rows(path: Path) -> list[dict]:
+def _rows(path: Path, required: tuple[str, ...]) -> list[dict]:
     if path.suffix.lower() == ".json":
         data = json.loads(path.read_text())
         rows = data.get("pairs") if isinstance(data, dict) else data
@@ -37,21 +38,21 @@ def _rows(path: Path) -> list[dict]:
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
-            missing = {"subject", "source", "target"} - set(reader.fieldnames or ())
+            missing = {"subject", *required} - set(reader.fieldnames or ())
             if missing:
                 raise ManifestError(path, [f"the header row lacks column(s) {sorted(missing)}; found {reader.fieldnames}"])
             return list(reader)
     raise ManifestError(path, ["a manifest must be a .csv or .json file"])
 
 
-def read_manifest(path: str | os.PathLike) -> list[PairedSubject]:
+def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED) -> list[PairedSubject]:
     """The pairs listed in a manifest, with paths resolved (unchecked: see :func:`load_manifest`)."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(path, ["the manifest file does not exist"])
     root = path.parent
     pairs = []
-    for row in _rows(path):
+    for row in _rows(path, required):
         values = {k: str(row.get(k) or "").strip() for k in COLUMNS}
         for key in ("source", "target", "mask"):
             if values[key] and not os.path.isabs(values[key]):
@@ -61,9 +62,9 @@ def read_manifest(path: str | os.PathLike) -> list[PairedSubject]:
     return pairs
 
 
-def problems_in(pairs: list[PairedSubject], *, read: bool = True) -> list[str]:
-    """Every problem: empty fields, duplicate subjects, missing files, unknown align modes and
-    (with ``read``) volumes that cannot be read."""
+def problems_in(pairs: list[PairedSubject], *, read: bool = True, required: tuple[str, ...] = REQUIRED) -> list[str]:
+    """Every problem: empty ``required`` fields, duplicate subjects, missing files, unknown align
+    modes and (with ``read``) volumes that cannot be read."""
     problems, seen = [], {}
     for i, pair in enumerate(pairs, start=1):
         name = pair.subject or f"row {i}"
@@ -77,7 +78,7 @@ def problems_in(pairs: list[PairedSubject], *, read: bool = True) -> list[str]:
         for role in ("source", "target", "mask"):
             path = getattr(pair, role)
             if not path:
-                if role != "mask":
+                if role in required:
                     problems.append(f"{name}: empty {role}")
             elif not os.path.exists(path):
                 problems.append(f"{name}: {role} {path} does not exist")
@@ -89,13 +90,19 @@ def problems_in(pairs: list[PairedSubject], *, read: bool = True) -> list[str]:
     return problems
 
 
-def load_manifest(path: str | os.PathLike, *, read: bool = True) -> list[PairedSubject]:
+def load_manifest(path: str | os.PathLike, *, read: bool = True, required: tuple[str, ...] = REQUIRED) -> list[PairedSubject]:
     """Read and check a manifest; raise :class:`ManifestError` listing every problem, if any."""
-    pairs = read_manifest(path)
-    problems = problems_in(pairs, read=read) if pairs else ["lists no pairs"]
+    pairs = read_manifest(path, required)
+    problems = problems_in(pairs, read=read, required=required) if pairs else ["lists no pairs"]
     if problems:
         raise ManifestError(path, problems)
     return pairs
+
+
+def manifest_targets(path: str | os.PathLike) -> list[str]:
+    """The checked ``target`` volumes of a manifest whose ``source`` column may be empty, e.g. the
+    clean volumes a denoising bundle synthesises its noisy sources from."""
+    return [p.target for p in load_manifest(path, required=("target",))]
 
 
 def pairs_from_pattern(root: str | os.PathLike, source: str, target: str, mask: str | None = None) -> list[PairedSubject]:

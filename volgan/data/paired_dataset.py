@@ -32,12 +32,15 @@ class LoadAlignedPaird(Transform):
 
     ``mask`` is the manifest's mask (target space) or else the target's foreground, restricted to the
     source's field of view, so patches are drawn where both images hold data. ``affine`` is the
-    target's and ``classification`` says how the pair was aligned.
+    target's and ``classification`` says how the pair was aligned. ``names`` renames the outputs,
+    e.g. ``{"source": "image", "target": "label"}`` for MONAI's supervised engines.
     """
 
-    def __init__(self, settings: AlignSettings = AlignSettings(), transform_cache: str | os.PathLike | None = None):
+    def __init__(self, settings: AlignSettings = AlignSettings(), transform_cache: str | os.PathLike | None = None,
+                 names: dict | None = None):
         self.settings = settings
         self.cache = TransformCache(transform_cache) if transform_cache else None
+        self.names = {k: (names or {}).get(k, k) for k in KEYS}
 
     def __call__(self, item: dict) -> dict:
         subject = PairedSubject(item["subject"], item["source"], item["target"], item.get("mask") or None,
@@ -46,9 +49,9 @@ class LoadAlignedPaird(Transform):
         mask = pair.mask.array > 0.5 if pair.mask is not None else foreground(pair.target.array)
         return {
             "subject": pair.subject,
-            "source": pair.source.array[None].astype(np.float32),
-            "target": pair.target.array[None].astype(np.float32),
-            "mask": (mask & pair.inside)[None].astype(np.float32),
+            self.names["source"]: pair.source.array[None].astype(np.float32),
+            self.names["target"]: pair.target.array[None].astype(np.float32),
+            self.names["mask"]: (mask & pair.inside)[None].astype(np.float32),
             "affine": pair.target.affine,
             "classification": pair.space.kind,
         }

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from volgan.data.quality import AlignmentScore, alignment_score
-from volgan.data.registration import register
+from volgan.data.quality import AlignmentScore, alignment_score, score_step
+from volgan.data.registration import coarsened, register
 from volgan.data.sitk_image import volume_to_sitk
 from volgan.data.space import MISALIGNED, SAME_GRID, SAME_WORLD, SpaceCheck, check_space, resample_onto
 from volgan.data.transform_cache import TransformCache
@@ -42,23 +42,24 @@ class AlignSettings:
     ``min_coverage``: least fraction of the target's foreground inside the source's field of view;
     ``min_nmi``/``min_overlap``: least normalised mutual information and foreground Dice after
     registration (NMI is 1 for unrelated images; aligned MR-PET scores about 1.09).
+    ``pyramid_mm``: voxel size of each registration level (finer target grids are shrunk to it,
+    smoothed by half of it); a 2 mm finest level keeps 1 mm brains fast and sub-millimetre accurate.
     """
 
     kind: str = "rigid"
+    pyramid_mm: tuple[float, ...] = (8.0, 4.0, 2.0)
     aligned_overlap: float = 0.95
     aligned_centroid_mm: float = 2.0
     min_coverage: float = 0.2
     min_nmi: float = 1.05
     min_overlap: float = 0.9
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
     iterations: int = 200
     sampling_fraction: float = 0.05
     seed: int = 0
 
     def registration(self) -> dict:
         """The settings that change a registration's result (part of the cache key)."""
-        return {"kind": self.kind, "shrink_factors": list(self.shrink_factors), "smoothing_mm": list(self.smoothing_mm),
+        return {"kind": self.kind, "pyramid_mm": list(self.pyramid_mm),
                 "iterations": self.iterations, "sampling_fraction": self.sampling_fraction, "seed": self.seed}
 
 
@@ -153,7 +154,7 @@ class PairedSubject:
             moved, inside = resample_onto(source, target, transform)
         pair = AlignedPair(
             subject=self.subject, source=moved, target=target, mask=self._mask_on(target), inside=inside, space=space,
-            score=alignment_score(target.array, moved.array, inside), transform=transform, from_cache=from_cache,
+            score=alignment_score(target.array, moved.array, inside, score_step(target.spacing)), transform=transform, from_cache=from_cache,
         )
         pair.seconds = time.perf_counter() - start
         if transform is not None:
@@ -167,9 +168,12 @@ class PairedSubject:
         if cached is not None:
             log.info("%s: reusing the cached transform %s", self.subject, cache.path(key))
             return cached, True
+        fixed, moving = (coarsened(volume_to_sitk(self.volume(r)), settings.pyramid_mm[-1]) for r in ("target", "source"))
+        finest = min(fixed.GetSpacing())
         result = register(
-            volume_to_sitk(self.volume("target")), volume_to_sitk(self.volume("source")), kind=settings.kind,
-            shrink_factors=settings.shrink_factors, smoothing_sigmas=settings.smoothing_mm,
+            fixed, moving, kind=settings.kind,
+            shrink_factors=tuple(max(1, int(round(mm / finest))) for mm in settings.pyramid_mm),
+            smoothing_sigmas=tuple(mm / 2 for mm in settings.pyramid_mm),
             iterations=settings.iterations, sampling_fraction=settings.sampling_fraction, seed=settings.seed, init=init,
         )
         if cache is not None:

@@ -45,12 +45,26 @@ class AlignmentScore:
         return asdict(self)
 
 
-def alignment_score(target: np.ndarray, source: np.ndarray, inside: np.ndarray) -> AlignmentScore:
-    """Score ``source`` (already on ``target``'s grid) where ``inside`` marks its field of view."""
-    fg_target = foreground(target)
+def score_step(spacing: tuple[float, ...], mm: float = 2.0) -> tuple[int, ...]:
+    """Voxel strides that make scoring grids about ``mm`` coarse (scores need no finer detail)."""
+    return tuple(max(1, int(round(mm / s))) for s in spacing)
+
+
+def foregrounds(target: np.ndarray, source: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground masks of the target and of the source (within its field of view ``inside``)."""
+    fg_source = foreground(source, valid=inside) if np.any(inside) else inside
+    return foreground(target), fg_source
+
+
+def alignment_score(target: np.ndarray, source: np.ndarray, inside: np.ndarray,
+                    step: tuple[int, ...] = (1, 1, 1)) -> AlignmentScore:
+    """Score ``source`` (already on ``target``'s grid) where ``inside`` marks its field of view,
+    on every ``step``-th voxel."""
+    sub = tuple(slice(None, None, k) for k in step)
+    target, source, inside = target[sub], source[sub], inside[sub]
+    fg_target, fg_source = foregrounds(target, source, inside)
     if not np.any(inside) or not np.any(fg_target):
         return AlignmentScore(nmi=float("nan"), overlap=0.0, coverage=0.0)
-    fg_source = foreground(source, valid=inside)
     coverage = float((fg_target & inside).sum() / fg_target.sum())
     union = (fg_target | fg_source) & inside
     return AlignmentScore(

@@ -69,6 +69,21 @@ def register(
     return RegistrationResult(transform=transform, metric=float(reg.GetMetricValue()), kind=kind)
 
 
+def coarsened(image: sitk.Image, mm: float) -> sitk.Image:
+    """``image`` smoothed and resampled to voxels of at least ``mm`` (same direction and extent)."""
+    spacing = image.GetSpacing()
+    if min(spacing) >= mm:
+        return image
+    new = [max(s, mm) for s in spacing]
+    size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), spacing, new)]
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetSpacing(new)
+    grid.SetDirection(image.GetDirection())
+    grid.SetOrigin(image.TransformContinuousIndexToPhysicalPoint([(t / s - 1) / 2 for s, t in zip(spacing, new)]))
+    smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), [max(t - s, 1e-3) / 2 for s, t in zip(spacing, new)])
+    return sitk.Resample(smooth, grid, sitk.Transform(), sitk.sitkLinear, 0.0)
+
+
 def _single(transform: sitk.Transform) -> sitk.Transform:
     """The Euler/affine transform inside the one-element composite that registration returns."""
     if transform.GetName() != "CompositeTransform":

@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from volgan.data.foreground import foreground
-from volgan.data.quality import AlignmentScore, alignment_score
+from volgan.data.quality import AlignmentScore, alignment_score, foregrounds, score_step
 from volgan.data.sitk_image import sitk_to_volume, volume_to_sitk
 from volgan.io.volume import Volume
 
@@ -62,11 +61,11 @@ def resample_onto(source: Volume, target: Volume, transform: sitk.Transform | No
     return out, sitk_to_volume(inside).array > 0.5
 
 
-def centroid_distance(target: Volume, a: np.ndarray, b: np.ndarray) -> float:
-    """Distance in mm between the centres of two masks on ``target``'s grid."""
+def centroid_distance(voxel_to_mm: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance in mm between the centres of two masks on one grid (``voxel_to_mm``: 3x3 matrix)."""
     if not (np.any(a) and np.any(b)):
         return float("inf")
-    centres = [target.affine[:3, :3] @ np.argwhere(m).mean(0) for m in (a, b)]
+    centres = [voxel_to_mm @ np.argwhere(m).mean(0) for m in (a, b)]
     return float(np.linalg.norm(centres[0] - centres[1]))
 
 
@@ -84,10 +83,11 @@ def check_space(source: Volume, target: Volume, *, min_overlap: float = 0.85, ma
         moved, inside = source, np.ones(target.shape, bool)
     else:
         moved, inside = resample_onto(source, target)
-    score = alignment_score(target.array, moved.array, inside)
-    fg_target = foreground(target.array) & inside
-    fg_source = foreground(moved.array, valid=inside) if np.any(inside) else inside
-    centroid = centroid_distance(target, fg_target, fg_source)
+    step = score_step(target.spacing)
+    score = alignment_score(target.array, moved.array, inside, step)
+    sub = tuple(slice(None, None, k) for k in step)
+    fg_target, fg_source = foregrounds(target.array[sub], moved.array[sub], inside[sub])
+    centroid = centroid_distance(target.affine[:3, :3] @ np.diag(step), fg_target & inside[sub], fg_source)
     aligned = score.overlap >= min_overlap and centroid <= max_centroid_mm
     kind = MISALIGNED if not aligned else SAME_GRID if all(same.values()) else SAME_WORLD
     return SpaceCheck(kind=kind, world=score, centroid_mm=centroid, **same)
