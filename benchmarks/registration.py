@@ -12,6 +12,7 @@ Usage: python benchmarks/registration.py [--repeats 3] [--target-mm 1] [--thread
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         case = make_brain_case(Path(tmp) / "case", target_mm=mm, source_spacing=(mm, mm, mm))
         settings = AlignSettings()
         print(f"SimpleITK {sitk.Version.VersionString()}, {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()} threads; "
-              f"{mm:g} mm target and source; settings {settings.registration()}")
+              f"{mm:g} mm target and source; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+              f"settings {settings.registration()}")
         times = []
         for i in range(args.repeats):
             pair = PairedSubject("bench", str(case.source), str(case.target))
