@@ -48,3 +48,17 @@ def test_pairs_check_lists_manifest_problems_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "5 problem(s)" in err and "duplicate subject" in err and "missing_b.nii.gz does not exist" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_pairs_manifest_from_a_folder_layout(tmp_path, capsys):
+    for s in ("sub-01", "sub-02"):
+        (tmp_path / s).mkdir()
+        (tmp_path / s / "ldpet.nii.gz").write_bytes(b"x")
+    (tmp_path / "sub-01" / "fdpet.nii.gz").write_bytes(b"x")
+    out = tmp_path / "pairs.csv"
+    code = main(["pairs", "manifest", str(tmp_path), "--source", "{subject}/ldpet.nii.gz", "--target",
+                 "{subject}/fdpet.nii.gz", "-o", str(out)])
+    assert code == 1 and "sub-02: target" in capsys.readouterr().err
+    rows = list(csv.DictReader(open(out)))
+    assert [r["subject"] for r in rows] == ["sub-01", "sub-02"]
+    assert rows[0]["target"] == str(tmp_path / "sub-01" / "fdpet.nii.gz")

@@ -1,4 +1,5 @@
-"""``volgan pairs check MANIFEST -o OUT``: check, align and score every pair; write a report and overlays."""
+"""``volgan pairs check MANIFEST -o OUT``: check, align and score every pair; write a report and overlays.
+``volgan pairs manifest ROOT --source PATTERN --target PATTERN -o pairs.csv``: a manifest from a folder layout."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from volgan.data.manifest import ManifestError, load_manifest
+from volgan.data.manifest import ManifestError, load_manifest, pairs_from_pattern, problems_in, write_manifest
 from volgan.data.overlay import write_overlay
 from volgan.data.paired_subject import AlignSettings, PairError, RegistrationQualityError
 from volgan.data.space import resample_onto
@@ -34,6 +35,23 @@ def add_parser(subparsers) -> None:
                        help="least foreground Dice after registration")
     check.add_argument("--no-overlays", action="store_true", help="skip the PNG overlays")
     check.set_defaults(func=run)
+    found = sub.add_parser("manifest", help="write a CSV manifest from a folder layout with a {subject} field")
+    found.add_argument("root", help="folder the patterns are relative to")
+    found.add_argument("--source", required=True, help="e.g. '{subject}/ldpet.nii.gz'")
+    found.add_argument("--target", required=True, help="e.g. '{subject}/fdpet.nii.gz'")
+    found.add_argument("--mask", default=None, help="e.g. '{subject}/brain_mask.nii.gz' (optional)")
+    found.add_argument("-o", "--output", required=True, help="CSV manifest to write")
+    found.set_defaults(func=run_manifest)
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    pairs = pairs_from_pattern(args.root, args.source, args.target, args.mask)
+    write_manifest(pairs, args.output)
+    problems = problems_in(pairs, read=False) if pairs else [f"no file under {args.root} matches {args.source!r}"]
+    for problem in problems:
+        print(f"PROBLEM {problem}", file=sys.stderr)
+    print(f"{len(pairs)} pair(s) written to {args.output}")
+    return 1 if problems else 0
 
 
 def _row(pair, status: str, error: str = "", overlay: str = "") -> dict:
