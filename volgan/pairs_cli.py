@@ -16,7 +16,7 @@ from volgan.data.space import resample_onto
 from volgan.data.transform_cache import TransformCache
 
 FIELDS = ("subject", "status", "classification", "registered", "from_cache", "nmi_before", "overlap_before",
-          "centroid_mm_before", "nmi_after", "overlap_after", "coverage", "seconds", "transform_kind",
+          "nmi_gain_nearby", "nmi_after", "overlap_after", "coverage", "seconds", "transform_kind",
           "transform_parameters", "overlay", "source", "target", "mask", "error")
 
 
@@ -59,7 +59,7 @@ def _row(pair, status: str, error: str = "", overlay: str = "") -> dict:
         "subject": pair.subject, "status": status, "classification": pair.space.kind,
         "registered": pair.transform is not None, "from_cache": pair.from_cache,
         "nmi_before": round(pair.space.world.nmi, 4), "overlap_before": round(pair.space.world.overlap, 4),
-        "centroid_mm_before": round(pair.space.centroid_mm, 2), "nmi_after": round(pair.score.nmi, 4),
+        "nmi_gain_nearby": round(pair.space.nmi_gain_nearby, 4), "nmi_after": round(pair.score.nmi, 4),
         "overlap_after": round(pair.score.overlap, 4), "coverage": round(pair.score.coverage, 4),
         "seconds": round(pair.seconds, 2), "transform_kind": pair.transform.GetName() if pair.transform else "",
         "transform_parameters": pair.transform_parameters(), "overlay": overlay, "error": error,

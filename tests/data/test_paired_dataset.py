@@ -30,7 +30,7 @@ def test_patches_and_augmentation_are_identical_on_source_target_and_mask(tmp_pa
     mask[8:22, 8:24, 5:15] = 1
     for name, array in (("target", target), ("source", 2 * target + 5), ("mask", mask)):
         nib.save(nib.Nifti1Image(array, np.eye(4)), tmp_path / f"{name}.nii.gz")
-    pair = PairedSubject("a", *(str(tmp_path / f"{n}.nii.gz") for n in ("source", "target", "mask")))
+    pair = PairedSubject("a", *(str(tmp_path / f"{n}.nii.gz") for n in ("source", "target", "mask")), align="world")
     ds = paired_dataset([pair], patch_transforms((6, 6, 4), num_samples=16, rotate_in_plane=True))
     steps = set()
     for _ in range(3):

@@ -22,9 +22,10 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(edges[1:][np.argmax(between[:-1])])
 
 
-def foreground(array: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Voxels above Otsu's threshold (computed on ``valid`` voxels only), holes filled per volume."""
-    array = np.asarray(array)
+def foreground(array: np.ndarray, valid: np.ndarray | None = None, smooth: float = 2.0) -> np.ndarray:
+    """Voxels above Otsu's threshold (computed on ``valid`` voxels only) after Gaussian smoothing by
+    ``smooth`` voxels (so noise does not decide the edge), holes filled."""
+    array = ndimage.gaussian_filter(np.asarray(array, dtype=np.float32), smooth) if smooth else np.asarray(array)
     values = array[valid] if valid is not None else array
     mask = array > otsu_threshold(values)
     if valid is not None:

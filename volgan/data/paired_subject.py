@@ -38,7 +38,8 @@ class RegistrationQualityError(PairError):
 class AlignSettings:
     """Thresholds and registration settings.
 
-    ``aligned_overlap``/``aligned_centroid_mm``: when the headers alone count as aligned;
+    ``aligned_overlap``: least foreground Dice for the headers alone to count as aligned (they must
+    also be the peak of NMI among small rigid moves, see :func:`volgan.data.space.nmi_gain_nearby`);
     ``min_coverage``: least fraction of the target's foreground inside the source's field of view;
     ``min_nmi``/``min_overlap``: least normalised mutual information and foreground Dice after
     registration (NMI is 1 for unrelated images; aligned MR-PET scores about 1.09).
@@ -48,8 +49,7 @@ class AlignSettings:
 
     kind: str = "rigid"
     pyramid_mm: tuple[float, ...] = (8.0, 4.0, 2.0)
-    aligned_overlap: float = 0.95
-    aligned_centroid_mm: float = 2.0
+    aligned_overlap: float = 0.8
     min_coverage: float = 0.2
     min_nmi: float = 1.05
     min_overlap: float = 0.9
@@ -114,8 +114,7 @@ class PairedSubject:
         if self.align not in ALIGN_MODES:
             raise PairError(f"{self.subject}: align must be one of {ALIGN_MODES}, got {self.align!r}")
         source, target = self.volume("source"), self.volume("target")
-        space = check_space(source, target, min_overlap=settings.aligned_overlap,
-                            max_centroid_mm=settings.aligned_centroid_mm)
+        space = check_space(source, target, min_overlap=settings.aligned_overlap)
         if space.world.coverage < settings.min_coverage and self.align != "register":
             centres = [v.affine @ np.r_[(np.asarray(v.shape) - 1) / 2, 1.0] for v in (source, target)]
             raise PairError(
@@ -169,13 +168,17 @@ class PairedSubject:
             log.info("%s: reusing the cached transform %s", self.subject, cache.path(key))
             return cached, True
         fixed, moving = (coarsened(volume_to_sitk(self.volume(r)), settings.pyramid_mm[-1]) for r in ("target", "source"))
-        finest = min(fixed.GetSpacing())
-        result = register(
-            fixed, moving, kind=settings.kind,
-            shrink_factors=tuple(max(1, int(round(mm / finest))) for mm in settings.pyramid_mm),
-            smoothing_sigmas=tuple(mm / 2 for mm in settings.pyramid_mm),
-            iterations=settings.iterations, sampling_fraction=settings.sampling_fraction, seed=settings.seed, init=init,
-        )
+        finest, smallest = min(fixed.GetSpacing()), min(fixed.GetSize())
+        try:
+            result = register(
+                fixed, moving, kind=settings.kind,
+                shrink_factors=tuple(max(1, min(int(round(mm / finest)), smallest // 8)) for mm in settings.pyramid_mm),
+                smoothing_sigmas=tuple(mm / 2 for mm in settings.pyramid_mm),
+                iterations=settings.iterations, sampling_fraction=settings.sampling_fraction, seed=settings.seed, init=init,
+            )
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()[-1]
+            raise PairError(f"{self.subject}: registration of {self._names()} failed in SimpleITK ({reason})") from err
         if cache is not None:
             cache.save(key, result.transform, {"subject": self.subject, "source": os.path.abspath(self.source),
                                                "target": os.path.abspath(self.target), "settings": params,

@@ -6,8 +6,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
-from volgan.data.quality import AlignmentScore, alignment_score, foregrounds, score_step
+from volgan.data.foreground import foreground
+from volgan.data.quality import AlignmentScore, alignment_score, normalised_mutual_information, score_step
 from volgan.data.sitk_image import sitk_to_volume, volume_to_sitk
 from volgan.io.volume import Volume
 
@@ -22,7 +24,7 @@ class SpaceCheck:
 
     ``kind`` is :data:`SAME_GRID` (nothing to do), :data:`SAME_WORLD` (resample in world space onto
     the target grid) or :data:`MISALIGNED` (register). ``world`` scores the source resampled by the
-    headers alone; ``centroid_mm`` is the distance between the two foregrounds' centres.
+    headers alone; ``nmi_gain_nearby`` is what the best small rigid move would add to its NMI.
     """
 
     kind: str
@@ -31,7 +33,7 @@ class SpaceCheck:
     same_direction: bool
     same_origin: bool
     world: AlignmentScore
-    centroid_mm: float
+    nmi_gain_nearby: float
 
     @property
     def same_geometry(self) -> bool:
@@ -61,18 +63,50 @@ def resample_onto(source: Volume, target: Volume, transform: sitk.Transform | No
     return out, sitk_to_volume(inside).array > 0.5
 
 
-def centroid_distance(voxel_to_mm: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Distance in mm between the centres of two masks on one grid (``voxel_to_mm``: 3x3 matrix)."""
-    if not (np.any(a) and np.any(b)):
-        return float("inf")
-    centres = [voxel_to_mm @ np.argwhere(m).mean(0) for m in (a, b)]
-    return float(np.linalg.norm(centres[0] - centres[1]))
+def _probes(centre: np.ndarray, mm: float, degrees: float) -> list[sitk.Transform]:
+    """Small rigid moves about ``centre`` (LPS): shifts of +-``mm`` and rotations of +-``degrees`` per axis."""
+    probes = []
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            shift = np.zeros(3)
+            shift[axis] = sign * mm
+            angles = np.zeros(3)
+            angles[axis] = sign * np.deg2rad(degrees)
+            for angle, move in ((np.zeros(3), shift), (angles, np.zeros(3))):
+                t = sitk.Euler3DTransform()
+                t.SetCenter(tuple(float(c) for c in centre))
+                t.SetRotation(*(float(a) for a in angle))
+                t.SetTranslation(tuple(float(v) for v in move))
+                probes.append(t)
+    return probes
 
 
-def check_space(source: Volume, target: Volume, *, min_overlap: float = 0.85, max_centroid_mm: float = 3.0,
-                atol: float = 1e-3) -> SpaceCheck:
-    """Compare geometry, then judge alignment by the headers: foreground Dice of at least
-    ``min_overlap`` and centres within ``max_centroid_mm`` mean the pair is aligned."""
+def nmi_gain_nearby(source: Volume, target: Volume, step: tuple[int, ...], mm: float = 3.0, degrees: float = 3.0) -> float:
+    """How much normalised mutual information the best small rigid move of the source gains over
+    the headers' placement (on every ``step``-th target voxel, inside the target's foreground).
+
+    Contrast-agnostic test of alignment: for an aligned pair the headers' placement is the peak and
+    every move loses (negative gain); for a misaligned one some move gains.
+    """
+    sub = tuple(slice(None, None, k) for k in step)
+    sigma_mm = float(np.mean(np.multiply(step, target.spacing)))  # both blurred alike: interpolation must not denoise
+    fixed = ndimage.gaussian_filter(target.array, [sigma_mm / s for s in target.spacing])[sub]
+    reference = volume_to_sitk(target.with_array(fixed, affine=target.affine @ np.diag([*step, 1.0])))
+    mask = ndimage.binary_dilation(foreground(fixed), iterations=2)
+    image = sitk.SmoothingRecursiveGaussian(volume_to_sitk(source), sigma_mm)
+    centre = np.asarray(reference.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in reference.GetSize()]))
+
+    def nmi(transform: sitk.Transform) -> float:
+        moved = sitk_to_volume(sitk.Resample(image, reference, transform, sitk.sitkLinear, 0.0)).array
+        return normalised_mutual_information(fixed, moved, mask)
+
+    at_headers = nmi(sitk.Transform(3, sitk.sitkIdentity))
+    return max(nmi(t) for t in _probes(centre, mm, degrees)) - at_headers
+
+
+def check_space(source: Volume, target: Volume, *, min_overlap: float = 0.8, atol: float = 1e-3) -> SpaceCheck:
+    """Compare geometry, then judge whether the headers align the pair: no small rigid move may
+    raise their normalised mutual information, and the foregrounds' Dice must reach ``min_overlap``."""
     same = dict(
         same_shape=source.shape == target.shape,
         same_spacing=bool(np.allclose(source.spacing, target.spacing, atol=atol)),
@@ -85,9 +119,7 @@ def check_space(source: Volume, target: Volume, *, min_overlap: float = 0.85, ma
         moved, inside = resample_onto(source, target)
     step = score_step(target.spacing)
     score = alignment_score(target.array, moved.array, inside, step)
-    sub = tuple(slice(None, None, k) for k in step)
-    fg_target, fg_source = foregrounds(target.array[sub], moved.array[sub], inside[sub])
-    centroid = centroid_distance(target.affine[:3, :3] @ np.diag(step), fg_target & inside[sub], fg_source)
-    aligned = score.overlap >= min_overlap and centroid <= max_centroid_mm
+    gain = nmi_gain_nearby(source, target, step) if score.coverage > 0 else float("nan")
+    aligned = score.overlap >= min_overlap and gain <= 0
     kind = MISALIGNED if not aligned else SAME_GRID if all(same.values()) else SAME_WORLD
-    return SpaceCheck(kind=kind, world=score, centroid_mm=centroid, **same)
+    return SpaceCheck(kind=kind, world=score, nmi_gain_nearby=gain, **same)
