@@ -49,7 +49,7 @@ class AlignSettings:
 
     kind: str = "rigid"
     pyramid_mm: tuple[float, ...] = (8.0, 4.0, 2.0)
-    aligned_overlap: float = 0.8
+    aligned_overlap: float = 0.9
     min_coverage: float = 0.2
     min_nmi: float = 1.05
     min_overlap: float = 0.9
@@ -151,10 +151,9 @@ class PairedSubject:
             init = "headers" if space.world.coverage >= settings.min_coverage else "moments"
             transform, from_cache = self._registration(settings, init, cache)
             moved, inside = resample_onto(source, target, transform)
-        pair = AlignedPair(
-            subject=self.subject, source=moved, target=target, mask=self._mask_on(target), inside=inside, space=space,
-            score=alignment_score(target.array, moved.array, inside, score_step(target.spacing)), transform=transform, from_cache=from_cache,
-        )
+        score = alignment_score(target.array, moved.array, inside, score_step(target.spacing))
+        pair = AlignedPair(subject=self.subject, source=moved, target=target, mask=self._mask_on(target), inside=inside,
+                           space=space, score=score, transform=transform, from_cache=from_cache)
         pair.seconds = time.perf_counter() - start
         if transform is not None:
             self._check_quality(pair, settings)

@@ -81,9 +81,11 @@ def _probes(centre: np.ndarray, mm: float, degrees: float) -> list[sitk.Transfor
     return probes
 
 
-def nmi_gain_nearby(source: Volume, target: Volume, step: tuple[int, ...], mm: float = 3.0, degrees: float = 3.0) -> float:
-    """How much normalised mutual information the best small rigid move of the source gains over
-    the headers' placement (on every ``step``-th target voxel, inside the target's foreground).
+def nmi_gain_nearby(source: Volume, target: Volume, step: tuple[int, ...],
+                    moves: tuple[tuple[float, float], ...] = ((3.0, 3.0), (10.0, 8.0))) -> float:
+    """How much normalised mutual information the best rigid move of the source gains over the
+    headers' placement (on every ``step``-th target voxel, inside the target's foreground). The
+    moves are shifts of +-mm and rotations of +-degrees about each axis, for each ``(mm, degrees)``.
 
     Contrast-agnostic test of alignment: for an aligned pair the headers' placement is the peak and
     every move loses (negative gain); for a misaligned one some move gains.
@@ -101,10 +103,10 @@ def nmi_gain_nearby(source: Volume, target: Volume, step: tuple[int, ...], mm: f
         return normalised_mutual_information(fixed, moved, mask)
 
     at_headers = nmi(sitk.Transform(3, sitk.sitkIdentity))
-    return max(nmi(t) for t in _probes(centre, mm, degrees)) - at_headers
+    return max(nmi(t) for mm, degrees in moves for t in _probes(centre, mm, degrees)) - at_headers
 
 
-def check_space(source: Volume, target: Volume, *, min_overlap: float = 0.8, atol: float = 1e-3) -> SpaceCheck:
+def check_space(source: Volume, target: Volume, *, min_overlap: float = 0.9, atol: float = 1e-3) -> SpaceCheck:
     """Compare geometry, then judge whether the headers align the pair: no small rigid move may
     raise their normalised mutual information, and the foregrounds' Dice must reach ``min_overlap``."""
     same = dict(
