@@ -5,7 +5,8 @@ Splits (no volume is shared between them):
 - train: nilearn's MNI152 2009 T1 template (skull-stripped, 1 mm), as is and Gaussian-smoothed;
 - val:   a synthetic T2-like contrast made from the MNI152 tissue maps (used to pick checkpoints);
 - test:  pydeface's mean head (a different population average, whole head), with a brain mask
-         made by registering the MNI152 brain onto it, and Rician-noisy copies at 1-15 %.
+         made by registering the MNI152 brain onto it, and Rician-noisy copies at 1-15 %,
+         listed as (noisy source, clean target, mask) pairs in ``test_pairs.csv``.
 
 Usage: python data_scripts/make_mr_data.py --out data/mr [--levels 1 3 5 ...] [--seed 0]
 Idempotent: existing outputs are kept.
@@ -25,7 +26,8 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sources import mni152, pydeface_mean_head  # noqa: E402
 
-from volgan.data.registration import array_to_sitk, register, resample_to  # noqa: E402
+from volgan.data.registration import register, resample_to  # noqa: E402
+from volgan.data.sitk_image import array_to_sitk  # noqa: E402
 from volgan.degrade import add_rician_noise  # noqa: E402
 from volgan.io import Volume, read_nifti, write_nifti  # noqa: E402
 
@@ -107,6 +109,11 @@ def main(argv: list[str] | None = None) -> None:
     demo_path = out / "demo" / "input" / f"mean_head_rician{DEMO_LEVEL:02d}.nii.gz"
     if not demo_path.exists():
         write_nifti(head.with_array(add_rician_noise(head.array, DEMO_LEVEL, seed=args.seed + 7)), demo_path)
+
+    # the noisy/clean test pairs as a manifest (paths relative to it) for configs/evaluate_pairs.yaml
+    rows = [f"mean_head_rician{level:g}pct,test/rician_{level:g}pct/mean_head.nii.gz,test/clean/mean_head.nii.gz,"
+            "test/brain_mask.nii.gz\n" for level in args.levels]
+    (out / "test_pairs.csv").write_text("subject,source,target,mask\n" + "".join(rows))
 
     splits = {
         "train": [str(train_path), str(smooth_path)],

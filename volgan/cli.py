@@ -93,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--qa", action="store_true", help="also write <name>_qa.png (input / output mid slices)")
     infer.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     infer.set_defaults(func=_infer)
+    from volgan import pairs_cli
     from volgan.label.serve import add_parser as add_label_parser
 
+    pairs_cli.add_parser(sub)
     add_label_parser(sub)
     return parser
 

@@ -5,7 +5,7 @@ import pytest
 import SimpleITK as sitk
 
 from volgan.io import VolumeError, read_volume
-from volgan.data.registration import array_to_sitk
+from volgan.data.sitk_image import array_to_sitk
 
 
 def write_series(folder, array: np.ndarray, affine: np.ndarray) -> None:

@@ -1,7 +1,42 @@
-"""Data: normalisers and (later) pair manifests, alignment and paired patch sampling."""
+"""Data: pair manifests, alignment (space check, cached registration), paired patch sampling, normalisers."""
 
 from __future__ import annotations
 
+from volgan.data.manifest import (
+    ManifestError,
+    load_manifest,
+    manifest_targets,
+    pairs_from_pattern,
+    read_manifest,
+    write_manifest,
+)
+from volgan.data.modality_normalise import HuWindow, Normalised, SuvScaler, WindowScale, normaliser_for
 from volgan.data.normalise import LinearScale, PercentileScaler, ScaleByPercentiled
+from volgan.data.paired_dataset import LoadAlignedPaird, items, paired_dataset, patch_transforms
+from volgan.data.paired_subject import AlignedPair, AlignSettings, PairedSubject, PairError, RegistrationQualityError
 
-__all__ = ["LinearScale", "PercentileScaler", "ScaleByPercentiled"]
+__all__ = [
+    "AlignSettings",
+    "AlignedPair",
+    "HuWindow",
+    "LinearScale",
+    "LoadAlignedPaird",
+    "ManifestError",
+    "Normalised",
+    "PairError",
+    "PairedSubject",
+    "PercentileScaler",
+    "RegistrationQualityError",
+    "ScaleByPercentiled",
+    "SuvScaler",
+    "WindowScale",
+    "items",
+    "load_manifest",
+    "manifest_targets",
+    "normaliser_for",
+    "paired_dataset",
+    "pairs_from_pattern",
+    "patch_transforms",
+    "read_manifest",
+    "write_manifest",
+]

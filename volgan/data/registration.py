@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import SimpleITK as sitk
 
 TRANSFORMS = ("rigid", "affine")
+INITS = ("headers", "moments")
 
 
 @dataclass
@@ -32,18 +32,26 @@ def register(
     iterations: int = 200,
     sampling_fraction: float = 0.2,
     seed: int = 0,
+    init: str = "moments",
 ) -> RegistrationResult:
     """Rigid or affine registration maximising Mattes mutual information.
 
-    Initialised by aligning the images' centres of mass, then optimised by regular-step gradient
-    descent over a multi-resolution pyramid, with random metric sampling seeded for reproducibility.
+    Initialised by aligning the images' centres of mass (``init="moments"``) or by trusting the
+    headers (``init="headers"``: identity in world space, rotation centre at the fixed image's
+    centre), then optimised by regular-step gradient descent over a multi-resolution pyramid,
+    with random metric sampling seeded for reproducibility.
     """
     if kind not in TRANSFORMS:
         raise ValueError(f"kind must be one of {TRANSFORMS}, got {kind!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     moving = sitk.Cast(moving, sitk.sitkFloat32)
     base = sitk.Euler3DTransform() if kind == "rigid" else sitk.AffineTransform(3)
-    initial = sitk.CenteredTransformInitializer(fixed, moving, base, sitk.CenteredTransformInitializerFilter.MOMENTS)
+    mode = sitk.CenteredTransformInitializerFilter.MOMENTS if init == "moments" else sitk.CenteredTransformInitializerFilter.GEOMETRY
+    initial = sitk.CenteredTransformInitializer(fixed, moving, base, mode)
+    if init == "headers":
+        initial.SetTranslation((0.0, 0.0, 0.0))
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
@@ -57,8 +65,32 @@ def register(
     reg.SetSmoothingSigmasPerLevel(list(smoothing_sigmas))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
-    transform = reg.Execute(fixed, moving)
+    transform = _single(reg.Execute(fixed, moving))
     return RegistrationResult(transform=transform, metric=float(reg.GetMetricValue()), kind=kind)
+
+
+def coarsened(image: sitk.Image, mm: float) -> sitk.Image:
+    """``image`` smoothed and resampled to voxels of at least ``mm`` (same direction and extent)."""
+    spacing = image.GetSpacing()
+    if min(spacing) >= mm:
+        return image
+    new = [max(s, mm) for s in spacing]
+    size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), spacing, new)]
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetSpacing(new)
+    grid.SetDirection(image.GetDirection())
+    grid.SetOrigin(image.TransformContinuousIndexToPhysicalPoint([(t / s - 1) / 2 for s, t in zip(spacing, new)]))
+    smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), [max(t - s, 1e-3) / 2 for s, t in zip(spacing, new)])
+    return sitk.Resample(smooth, grid, sitk.Transform(), sitk.sitkLinear, 0.0)
+
+
+def _single(transform: sitk.Transform) -> sitk.Transform:
+    """The Euler/affine transform inside the one-element composite that registration returns."""
+    if transform.GetName() != "CompositeTransform":
+        return transform
+    composite = sitk.CompositeTransform(transform)
+    composite.FlattenTransform()
+    return composite.GetNthTransform(0).Downcast() if composite.GetNumberOfTransforms() == 1 else composite
 
 
 def resample_to(
@@ -68,14 +100,3 @@ def resample_to(
     interp = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
     return sitk.Resample(moving, fixed, transform or sitk.Transform(3, sitk.sitkIdentity), interp, 0.0, moving.GetPixelID())
 
-
-def array_to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
-    """SimpleITK image from an ``(X, Y, Z)`` array and its RAS+ affine (inverse of volgan.io's DICOM reader)."""
-    lps = np.diag([-1.0, -1.0, 1.0])
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    direction = lps @ affine[:3, :3] @ np.diag(1.0 / spacing)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    image.SetDirection(tuple(float(v) for v in direction.ravel()))
-    image.SetOrigin(tuple(float(v) for v in lps @ affine[:3, 3]))
-    return image
