@@ -60,10 +60,6 @@ def read_only_dir(tmp_path):
 @pytest.fixture(scope="session")
 def brain_case(tmp_path_factory):
     """A real-anatomy cross-contrast pair with known geometry (see data_scripts/make_pair_data.py)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
-    from make_pair_data import make_brain_case
+    from tests.brain_case import make_brain_case
 
     return make_brain_case(tmp_path_factory.mktemp("brain_case"))
