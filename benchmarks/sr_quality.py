@@ -1,0 +1,111 @@
+"""Held-out super-resolution quality of the mDCSRN bundle against interpolation, and its speed.
+
+Test volume: pydeface's mean head (data/sr/test, made by data_scripts/make_sr_data.py; never used
+for training). Scores: PSNR and 3D SSIM (volgan.metrics, data_range = maximum of the clean volume)
+inside the head mask and inside the brain mask, on the full 1 mm grid.
+
+- k-space 2x2 truncation (central half of k-space along axes 0 and 1): the truncated input as is,
+  and the bundle (mode kspace, same grid);
+- 4 mm thick slices (axis 2): nearest, linear and cubic (B-spline) interpolation onto the 1 mm
+  target grid (volgan.data.target_grid), and the bundle (mode thick: cubic, then the network).
+
+Extra generator weights (e.g. the L1-only checkpoint at the end of pre-training) can be scored
+with --weights NAME=PATH. The bundle's inference time on the 1 mm k-space input gives voxels/s.
+
+Usage: python benchmarks/sr_quality.py --data data/sr --bundle bundles/mri_sr_mdcsrn \
+           [--weights l1=bundles/mri_sr_mdcsrn/eval/generator_generator_epoch=7.pt] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from volgan.data.target_grid import resample_to_target
+from volgan.io import read_nifti
+from volgan.metrics import psnr, ssim
+
+
+def bundle_sr_predictor(bundle: Path, mode: str, checkpoint: str | None = None):
+    """The bundle's ``sr_predictor`` from inference.yaml, for ``mode`` (and other weights)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    parser["bundle_root"] = str(bundle)
+    parser["mode"] = mode
+    parser["device"] = "$torch.device('cpu')"
+    if checkpoint is not None:
+        parser["ckpt_path"] = checkpoint
+    return parser.get_parsed_content("sr_predictor")
+
+
+def scores(pred: np.ndarray, clean: np.ndarray, masks: dict[str, np.ndarray], peak: float) -> dict[str, float]:
+    out = {}
+    for name, mask in masks.items():
+        out[f"psnr_{name}"] = round(psnr(pred, clean, data_range=peak, mask=mask), 3)
+        out[f"ssim_{name}"] = round(ssim(pred, clean, data_range=peak, mask=mask), 4)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/sr")
+    parser.add_argument("--bundle", default="bundles/mri_sr_mdcsrn")
+    parser.add_argument("--weights", nargs="*", default=[], help="NAME=PATH generator weights to score as well")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data, bundle = Path(args.data), Path(args.bundle)
+    splits = json.loads((data / "splits.json").read_text())
+    clean = read_nifti(splits["test"]["clean"]).array
+    masks = {
+        "head": read_nifti(splits["test_head_mask"]).array > 0.5,
+        "brain": read_nifti(splits["test_brain_mask"]).array > 0.5,
+    }
+    peak = float(clean.max())
+    weights = {"bundle": None, **dict(w.split("=", 1) for w in args.weights)}
+    rows = []
+
+    def add(degradation: str, method: str, pred: np.ndarray, seconds: float | None = None) -> None:
+        assert pred.shape == clean.shape, (pred.shape, clean.shape)
+        row = {"degradation": degradation, "method": method, **scores(pred, clean, masks, peak)}
+        if seconds is not None:
+            row["seconds"] = round(seconds, 1)
+            row["voxels_per_s"] = round(pred.size / seconds)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    kspace = read_nifti(splits["test"]["kspace"])
+    add("kspace 2x2", "input as is", kspace.array)
+    for name, path in weights.items():
+        predictor = bundle_sr_predictor(bundle, "kspace", path)
+        t0 = time.perf_counter()
+        out = predictor.predict(kspace)
+        add("kspace 2x2", name, out.array, time.perf_counter() - t0)
+
+    thick = read_nifti(splits["test"]["thick4"])
+    for interpolation in ("nearest", "linear", "cubic"):
+        up = resample_to_target(thick, 1.0, interpolation)
+        assert np.allclose(up.affine, read_nifti(splits["test"]["clean"]).affine, atol=1e-4)
+        add("thick 4 mm", interpolation, up.array)
+    for name, path in weights.items():
+        predictor = bundle_sr_predictor(bundle, "thick", path)
+        t0 = time.perf_counter()
+        out = predictor.predict(thick)
+        add("thick 4 mm", name, out.array, time.perf_counter() - t0)
+
+    result = {"test_volume": splits["test"]["clean"], "shape": list(clean.shape), "data_range": peak,
+              "threads": args.threads, "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
