@@ -42,8 +42,8 @@ def held_out_crop() -> tuple[np.ndarray, np.ndarray]:
     return data, affine
 
 
-def run_inference(tmp_path: Path, *overrides: str) -> Path:
-    out = tmp_path / "out"
+def run_inference(tmp_path: Path, out_name: str, *overrides: str) -> Path:
+    out = tmp_path / out_name
     bundle_cli("run", "--config_file", str(CONFIGS / "inference.yaml"), "--bundle_root", str(BUNDLE),
                "--dataset_dir", str(tmp_path / "in"), "--output_dir", str(out), *overrides)
     return out
@@ -52,27 +52,32 @@ def run_inference(tmp_path: Path, *overrides: str) -> Path:
 def test_thick_slices_are_super_resolved_onto_the_thin_grid(tmp_path):
     clean, affine = held_out_crop()
     thick = thick_slices(Volume(clean, affine), 4, axis=2)
-    assert thick.shape == (48, 56, 10) and thick.spacing[2] == pytest.approx(4.0)
+    assert thick.shape == (48, 56, 10) and thick.spacing[2] == pytest.approx(3.906, abs=1e-3)
     (tmp_path / "in").mkdir()
     nib.save(nib.Nifti1Image(thick.array, thick.affine), tmp_path / "in" / "head.nii.gz")
     # a second input in other units and dtype, on an oblique 1 x 1 x 4 mm grid
     oblique = oblique_affine(spacing=(1.0, 1.0, 4.0))
     nib.save(nib.Nifti1Image((thick.array * 3.1).astype(np.int16), oblique), tmp_path / "in" / "other.nii")
-    out = run_inference(tmp_path)  # mode thick is the default
+    # the mean head's voxels are 1 x 0.977 x 0.977 mm: its thin grid is the target (default mode: thick)
+    thin_spacing = json.dumps([float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)])
+    out = run_inference(tmp_path, "out", "--target_spacing", thin_spacing)
     assert sorted(p.name for p in out.iterdir()) == ["head.nii.gz", "other.nii.gz", "volgan_report.csv"]
     head = nib.load(out / "head.nii.gz")
     assert head.shape == clean.shape  # each 4 mm slab tiled by four 1 mm voxels
     np.testing.assert_allclose(head.affine, affine, atol=1e-4)  # exactly the thin grid
     sr = head.get_fdata()
-    cubic = resample_to_target(thick, 1.0, "cubic").array
+    cubic = resample_to_target(thick, json.loads(thin_spacing), "cubic").array
     fg = clean > 0.1 * clean.max()
     peak = float(clean.max())
     assert psnr(sr, clean, data_range=peak, mask=fg) > psnr(cubic, clean, data_range=peak, mask=fg)
+    out = run_inference(tmp_path, "out_1mm")  # default target spacing: 1 mm, so each 4 mm slab -> four voxels
     other = nib.load(out / "other.nii.gz")
     assert other.shape == (48, 56, 40)
     first_centre = oblique @ np.array([0, 0, -0.5 + 1 / 8, 1.0])  # 0.5 mm inside the first slab's edge
     np.testing.assert_allclose(other.affine[:3, 3], first_centre[:3], atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(other.affine[:3, :3], axis=0), 1.0, atol=1e-5)
+    head_1mm = nib.load(out / "head.nii.gz")
+    assert head_1mm.shape == (48, 55, 39)  # 1 x 0.977 x 3.906 mm voxels onto 1 mm: round(extent / 1 mm)
     assert other.get_fdata().mean() == pytest.approx(sr.mean() * 3.1, rel=0.05)
 
 
@@ -81,7 +86,7 @@ def test_kspace_mode_keeps_the_grid_and_improves_the_input(tmp_path):
     truncated = truncate_kspace(clean, 0.5, axes=(0, 1))
     (tmp_path / "in").mkdir()
     nib.save(nib.Nifti1Image(truncated, affine), tmp_path / "in" / "head.nii.gz")
-    out = run_inference(tmp_path, "--mode", "kspace")
+    out = run_inference(tmp_path, "out", "--mode", "kspace")
     img = nib.load(out / "head.nii.gz")
     assert img.shape == clean.shape
     np.testing.assert_allclose(img.affine, affine, atol=1e-4)
