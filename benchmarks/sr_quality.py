@@ -38,7 +38,7 @@ from volgan.metrics import psnr, ssim
 
 
 def bundle_sr_predictor(bundle: Path, mode: str, spacing: list[float], checkpoint: str | None = None):
-    """The bundle's ``predictor`` (resampling + refinement) from inference.yaml, for ``mode``, ``spacing`` (and other weights)."""
+    """The bundle's ``predictor`` (resampling + refinement) for ``mode``, ``spacing`` and weights."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()

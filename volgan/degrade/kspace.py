@@ -20,7 +20,9 @@ def central_band(n: int, fraction: float) -> np.ndarray:
     return (k >= -(m // 2)) & (k <= m - m // 2 - 1)
 
 
-def truncate_kspace(array: np.ndarray, fraction: float | Sequence[float] = 0.5, axes: Sequence[int] = (0, 1)) -> np.ndarray:
+def truncate_kspace(
+    array: np.ndarray, fraction: float | Sequence[float] = 0.5, axes: Sequence[int] = (0, 1)
+) -> np.ndarray:
     """Keep the central ``fraction`` of 3D k-space along ``axes``, zero the rest, return the magnitude.
 
     The image is Fourier transformed in 3D, the outer frequencies along each axis in ``axes`` are
@@ -53,6 +55,8 @@ def truncate_kspace(array: np.ndarray, fraction: float | Sequence[float] = 0.5, 
     return np.abs(np.fft.ifftn(spectrum)).astype(np.float32)
 
 
-def truncate_kspace_volume(volume: Volume, fraction: float | Sequence[float] = 0.5, axes: Sequence[int] = (0, 1)) -> Volume:
+def truncate_kspace_volume(
+    volume: Volume, fraction: float | Sequence[float] = 0.5, axes: Sequence[int] = (0, 1)
+) -> Volume:
     """:func:`truncate_kspace` on a :class:`Volume`; the grid and affine are kept."""
     return volume.with_array(truncate_kspace(volume.array, fraction, axes), dtype=np.dtype(np.float32))
