@@ -175,3 +175,17 @@ def test_l1_pretraining_then_wgan_then_evaluate_through_the_cli(tmp_path, tiny_d
     bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml", "evaluate.yaml"))
     metrics = (tmp_path / "eval" / "metrics.csv").read_text()
     assert "val_psnr" in metrics and "val_ssim" in metrics
+
+
+def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           "-m", "monai.bundle", *train_args(tmp_path, tiny_dataset, "train.yaml", "multi_gpu_train.yaml")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert (tmp_path / "models" / "model.pt").is_file()
+    state = torch.load(tmp_path / "models" / "training_state_checkpoint_epoch=2.pt", weights_only=True)
+    assert state["trainer"]["iteration"] == 4
+    assert state["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-6)
