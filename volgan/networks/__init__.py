@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from volgan.networks.mdcsrn import MdcsrnCritic, MdcsrnGenerator
 from volgan.networks.red_wgan import RedWganCritic, RedWganGenerator
 
-__all__ = ["RedWganCritic", "RedWganGenerator"]
+__all__ = ["MdcsrnCritic", "MdcsrnGenerator", "RedWganCritic", "RedWganGenerator"]

@@ -1,0 +1,53 @@
+"""TargetGridPredictor: resampling onto the target grid before a same-grid predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.conftest import oblique_affine
+from volgan.inference import Predictor
+from volgan.inference.target_grid import TargetGridPredictor
+from volgan.io import Volume
+
+
+class Recorder:
+    """A same-grid predictor that records what it was given and returns it doubled."""
+
+    def __init__(self):
+        self.seen: list[Volume] = []
+
+    def predict(self, volume: Volume) -> Volume:
+        self.seen.append(volume)
+        return volume.with_array(volume.array * 2)
+
+
+def test_thick_input_is_resampled_then_refined_on_the_target_grid():
+    thick = Volume(np.full((6, 5, 3), 7.0, np.float32), oblique_affine(spacing=(1.0, 1.0, 4.0)))
+    inner = Recorder()
+    out = TargetGridPredictor(inner, spacing=1.0, interpolation="linear").predict(thick)
+    assert inner.seen[0].shape == (6, 5, 12) and out.shape == (6, 5, 12)
+    np.testing.assert_allclose(out.array, 14.0, atol=1e-5)
+    np.testing.assert_allclose(out.affine, inner.seen[0].affine)
+    expected_origin = thick.affine @ np.array([0.0, 0.0, -0.5 + 1 / 8, 1.0])
+    np.testing.assert_allclose(out.affine[:3, 3], expected_origin[:3], atol=1e-9)
+
+
+def test_spacing_none_passes_the_grid_through():
+    vol = Volume(np.random.default_rng(0).random((4, 5, 6)).astype(np.float32), oblique_affine())
+    inner = Recorder()
+    out = TargetGridPredictor(inner, spacing=None).predict(vol)
+    assert inner.seen[0] is vol
+    np.testing.assert_array_equal(out.affine, vol.affine)
+
+
+def test_with_the_real_predictor_and_an_identity_network():
+    class Identity(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    thick = Volume(np.random.default_rng(1).random((12, 10, 4)).astype(np.float32) + 1, np.diag([1.0, 1.0, 4.0, 1.0]))
+    pred = TargetGridPredictor(Predictor(Identity(), roi_size=(8, 8, 8), device="cpu"), spacing=1.0, interpolation="cubic")
+    out = pred.predict(thick)
+    assert out.shape == (12, 10, 16)
+    np.testing.assert_allclose(out.array, pred.prepare(thick).array, rtol=1e-4, atol=1e-4)
