@@ -61,7 +61,7 @@ def test_thick_slices_are_super_resolved_onto_the_thin_grid(tmp_path):
     # the mean head's voxels are 1 x 0.977 x 0.977 mm: its thin grid is the target (default mode: thick)
     thin_spacing = json.dumps([float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)])
     out = run_inference(tmp_path, "out", "--target_spacing", thin_spacing)
-    assert sorted(p.name for p in out.iterdir()) == ["head.nii.gz", "other.nii.gz", "volgan_report.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["head.nii.gz", "other.nii.gz", "volgan_report.csv", "volgan_report.json"]
     head = nib.load(out / "head.nii.gz")
     assert head.shape == clean.shape  # each 4 mm slab tiled by four 1 mm voxels
     np.testing.assert_allclose(head.affine, affine, atol=1e-4)  # exactly the thin grid

@@ -16,7 +16,7 @@ class TargetGridPredictor:
     (cubic B-spline by default), then runs ``predictor.predict`` on that volume, so the output
     affine is the target grid's. With ``spacing=None`` it passes volumes through on their own grid
     (k-space mode). It has the ``predict(Volume) -> Volume`` interface that
-    :class:`~volgan.inference.FolderRunner` needs.
+    :class:`~volgan.inference.BatchRunner` needs.
 
     Args:
         predictor: object with ``predict(Volume) -> Volume`` on the input's grid.
