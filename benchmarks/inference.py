@@ -6,13 +6,16 @@ repeated; the table shows medians:
 
 * ``baseline``: ``monai.inferers.SlidingWindowInferer(roi_size=<bundle ROI>, sw_batch_size=1,
   overlap=0.25, mode="gaussian")``, fp32, ``torch.no_grad()``, default memory format;
-* ``fp32``: volgan's Predictor with the bundle's settings (the default, quantitative mode);
-* ``fast``: volgan's Predictor with ``fast=True``;
-* extras (``--extras compile onnx``): fast mode with ``torch.compile`` or ONNX Runtime as the network.
+* ``fp32``: volgan's Predictor with the bundle's settings (the default, quantitative mode; on the
+  CPU its network runs in ONNX Runtime when installed);
+* ``fast``: volgan's Predictor with ``fast=True`` (ONNX Runtime on the CPU in fp32);
+* extras (``--extras fast-torch compile``): fast mode with the PyTorch backend, and with
+  ``torch.compile`` (compilation time reported apart).
 
 Columns: voxels/s, ratio to the baseline, attained GFLOP/s (network FLOPs per voxel x voxels the
 window plan computes / seconds) and its share of the machine's peak (the fastest of large fp32 and
-bf16, default and channels-last 3D convolutions, measured in this run), peak RSS, and the output's
+bf16, default and channels-last 3D convolutions in PyTorch and fp32 in ONNX Runtime, measured
+in this run), peak RSS, and the output's
 difference from the baseline (max abs error / data range, PSNR of the difference).
 
 A memory line follows: a 512^3 float32 volume through each stitcher with a one-layer network (the
@@ -20,7 +23,7 @@ stitcher's memory does not depend on the network; activations depend on the wind
 RSS as a multiple of the volume's size.
 
 Usage: python benchmarks/inference.py [--bundles B ...] [--shape 192 224 192] [--repeats 3]
-       [--extras compile onnx] [--memory-shape 512 512 512]
+       [--extras fast-torch compile] [--memory-shape 512 512 512]
 """
 
 from __future__ import annotations
@@ -71,15 +74,6 @@ def _baseline(net, volume: np.ndarray, roi) -> np.ndarray:
     return params.invert(y[0, 0].numpy())
 
 
-def _onnx_forward(net, example: torch.Tensor, path: Path):
-    import onnxruntime as ort
-
-    torch.onnx.export(net, (example,), str(path), input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "b", 2: "d", 3: "h", 4: "w"}}, dynamo=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run(["y"], {"x": x.contiguous().numpy()})[0])
-
-
 def worker(args) -> None:
     from volgan.inference import Predictor
 
@@ -95,21 +89,19 @@ def worker(args) -> None:
         out = _baseline(net, volume, settings["roi_size"])
     else:
         fast = args.mode != "fp32"
+        backend = "torch" if args.mode in ("fast-torch", "compile") else "auto"
         pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
-                         overlap=settings["overlap"], device="cpu", fast=fast)
-        if args.mode == "compile":
+                         overlap=settings["overlap"], device="cpu", fast=fast, backend=backend)
+        if args.mode == "compile":  # compiled for the plan's window shape; compilation reported apart
             pred.network = torch.compile(pred.network)
-        elif args.mode == "onnx":
-            pred.network = _onnx_forward(pred.network, torch.rand(1, 1, 32, 32, 32), Path(args.out).with_suffix(".onnx"))
-            pred.channels_last = False
-        if args.mode in ("compile", "onnx"):  # one-off preparation time, reported apart
             t = time.perf_counter()
-            pred.predict_array(volume[:48, :48, :48])
+            with torch.inference_mode():
+                pred._forward(torch.rand(1, 1, *pred.plan(volume.shape).window))
             extra["prepare_s"] = time.perf_counter() - t
             start = time.perf_counter()
         out = pred.predict_array(volume)
         extra["computed_voxels"] = pred.plan(volume.shape).computed_voxels
-        extra["precision"] = pred.precision
+        extra["precision"] = f"{pred.precision} {pred.backend}"
     seconds = time.perf_counter() - start
     np.save(args.out, out.astype(np.float32, copy=False))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -138,6 +130,19 @@ def conv_peak_gflops() -> tuple[float, str]:
                 rate = flops / min(runs) / 1e9
                 print(f"  peak probe: {str(dtype):15s} {name:13s} {rate:7.1f} GFLOP/s")
                 best = max(best, (rate, f"{str(dtype).split('.')[-1]} {name}"))
+    from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
+
+    if onnxruntime_available():
+        ort_conv = OnnxRuntimeForward(conv.float().to(memory_format=torch.contiguous_format))
+        ort_conv(x)
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            ort_conv(x)
+            runs.append(time.perf_counter() - t)
+        rate = flops / min(runs) / 1e9
+        print(f"  peak probe: {'onnxruntime fp32':29s} {rate:7.1f} GFLOP/s")
+        best = max(best, (rate, "fp32 ONNX Runtime"))
     return best
 
 
@@ -248,7 +253,7 @@ def main() -> None:
     ap.add_argument("--bundles", nargs="+", default=[str(ROOT / "bundles" / "mri_denoise_redwgan")])
     ap.add_argument("--shape", nargs=3, type=int, default=[192, 224, 192])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--extras", nargs="*", default=[], choices=["compile", "onnx"])
+    ap.add_argument("--extras", nargs="*", default=[], choices=["fast-torch", "compile"])
     ap.add_argument("--memory-shape", nargs=3, type=int, default=[512, 512, 512])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--bundle", help=argparse.SUPPRESS)
