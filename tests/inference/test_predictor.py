@@ -118,6 +118,7 @@ def test_onnxruntime_backend_matches_pytorch():
     via_torch = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
     assert Predictor(net, device="cpu").backend == "onnxruntime"
     assert Predictor(net, device="cpu", precision="bf16").backend == "torch"
+    assert Predictor(net, device="cpu", fast=True).backend == "torch"
     ref = via_torch.predict_array(arr)
     np.testing.assert_allclose(via_ort.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
 
