@@ -12,23 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from tests.bundles.bundle_checks import ROOT, bundle_cli, ckpt_export_matches_eager, verify_net_in_out
 from tests.conftest import oblique_affine, phantom
 from volgan.data.target_grid import resample_to_target
 from volgan.degrade import thick_slices, truncate_kspace
 from volgan.io import Volume
 from volgan.metrics import psnr
 
-ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "mri_sr_mdcsrn"
 CONFIGS = BUNDLE / "configs"
 pytestmark = pytest.mark.slow
-
-
-def bundle_cli(*args: str, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "monai.bundle", *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
 
 
 def held_out_crop() -> tuple[np.ndarray, np.ndarray]:
@@ -116,22 +109,13 @@ def test_verify_metadata_with_local_schema():
 
 
 def test_verify_net_in_out():
-    bundle_cli("verify_net_in_out", "network_def", "--meta_file", str(CONFIGS / "metadata.json"),
-               "--config_file", str(CONFIGS / "inference.yaml"), "--bundle_root", str(BUNDLE), "--any", "16")
+    verify_net_in_out(BUNDLE)
 
 
 def test_ckpt_export_gives_an_equivalent_torchscript(tmp_path):
-    out = tmp_path / "model.ts"
-    bundle_cli("ckpt_export", "network_def", "--filepath", str(out), "--ckpt_file", str(BUNDLE / "models" / "model.pt"),
-               "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.yaml"),
-               "--bundle_root", str(BUNDLE))
-    scripted = torch.jit.load(str(out))
     from volgan.networks import MdcsrnGenerator
 
-    eager = MdcsrnGenerator("small")
-    eager.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", weights_only=True))
-    x = torch.rand(1, 1, 16, 16, 16)
-    torch.testing.assert_close(scripted(x), eager.eval()(x))
+    ckpt_export_matches_eager(BUNDLE, MdcsrnGenerator("small"), tmp_path / "model.ts")
 
 
 @pytest.fixture

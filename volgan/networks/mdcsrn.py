@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from volgan.networks.init import init_kaiming
+
 # (k, blocks, units per block)
 GENERATOR_PRESETS: dict[str, tuple[int, int, int]] = {
     # the published b4u4 with growth rate k = 16
@@ -112,7 +114,7 @@ class MdcsrnGenerator(nn.Module):
             self.blocks.append(block)
             self.compressors.append(nn.Conv3d(block.out_channels, 2 * k, kernel_size=1))
         self.reconstruction = nn.Conv3d(2 * k * (blocks + 1), in_channels, kernel_size=1)
-        init_generator(self)
+        init_kaiming(self)
         if self.global_residual:
             nn.init.zeros_(self.reconstruction.weight)
             nn.init.zeros_(self.reconstruction.bias)
@@ -173,15 +175,3 @@ class MdcsrnCritic(nn.Module):
         if list(x.shape[2:]) != self.patch_size:
             raise ValueError(f"critic was built for patches of {self.patch_size}, got {list(x.shape[2:])}")
         return self.head(torch.flatten(self.features(x), 1))
-
-
-def init_generator(module: nn.Module) -> None:
-    """He-normal convolution weights, zero biases, unit BatchNorm."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm3d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

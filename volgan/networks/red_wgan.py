@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from volgan.networks.init import init_kaiming
+
 PRESETS: dict[str, tuple[int, int, int, int]] = {
     # the published widths: 2,326,273 generator parameters
     "paper": (32, 64, 128, 256),
@@ -126,15 +128,3 @@ class RedWganCritic(nn.Module):
         if list(x.shape[2:]) != self.patch_size:
             raise ValueError(f"critic was built for patches of {self.patch_size}, got {list(x.shape[2:])}")
         return self.score(torch.flatten(self.features(x), 1))
-
-
-def init_kaiming(module: nn.Module) -> None:
-    """He-normal convolution/linear weights, zero biases, unit BN (as the official code)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv3d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm3d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

@@ -1,0 +1,37 @@
+"""Checks every bundle passes, run through the real `python -m monai.bundle` CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bundle_cli(*args: str, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "monai.bundle", *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def verify_net_in_out(bundle: Path) -> None:
+    configs = bundle / "configs"
+    bundle_cli("verify_net_in_out", "network_def", "--meta_file", str(configs / "metadata.json"),
+               "--config_file", str(configs / "inference.yaml"), "--bundle_root", str(bundle), "--any", "16")
+
+
+def ckpt_export_matches_eager(bundle: Path, eager: nn.Module, out: Path) -> None:
+    """`ckpt_export` writes a TorchScript file that computes what the eager network computes."""
+    configs = bundle / "configs"
+    bundle_cli("ckpt_export", "network_def", "--filepath", str(out), "--ckpt_file", str(bundle / "models" / "model.pt"),
+               "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "inference.yaml"),
+               "--bundle_root", str(bundle))
+    scripted = torch.jit.load(str(out))
+    eager.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
+    x = torch.rand(1, 1, 16, 16, 16)
+    torch.testing.assert_close(scripted(x), eager.eval()(x))
