@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from volgan.networks.mdcsrn import MdcsrnCritic, MdcsrnGenerator
+from volgan.networks.pet_cgan import ConcatenatedGenerator, PetPatchDiscriminator, PetUNetGenerator
 from volgan.networks.red_wgan import RedWganCritic, RedWganGenerator
 
-__all__ = ["MdcsrnCritic", "MdcsrnGenerator", "RedWganCritic", "RedWganGenerator"]
+__all__ = [
+    "ConcatenatedGenerator",
+    "MdcsrnCritic",
+    "MdcsrnGenerator",
+    "PetPatchDiscriminator",
+    "PetUNetGenerator",
+    "RedWganCritic",
+    "RedWganGenerator",
+]

@@ -8,7 +8,7 @@ from torch import nn
 def init_kaiming(module: nn.Module) -> None:
     """He-normal convolution/linear weights, zero biases, unit BatchNorm."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv3d, nn.Linear)):
+        if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
