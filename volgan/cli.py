@@ -38,6 +38,9 @@ def _infer(args: argparse.Namespace) -> int:
     from volgan.inference import BatchRunner
     from volgan.inference.sharding import Shard
 
+    if args.suv_output and bundle_config(args.bundle).get("output_suv") is None:
+        print(f"volgan: error: {args.bundle} has no output_suv setting; --suv-output is for PET bundles", file=sys.stderr)
+        return 2
     shard = Shard.from_env()
     device = args.device
     if device is None and shard.world > 1:
@@ -53,6 +56,7 @@ def _infer(args: argparse.Namespace) -> int:
         channels_last=args.channels_last or None,
         fast=args.fast or None,
         backend=args.backend,
+        output_suv=True if args.suv_output else None,
     )
     runner = BatchRunner(predictor, args.inputs, args.output, overwrite=args.overwrite, qa=args.qa,
                          raise_on_failure=False, shard=shard)
@@ -90,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--channels-last", action="store_true", help="channels-last 3D memory format")
     infer.add_argument("--sw-batch-size", type=int, default=None, help="windows per forward pass")
     infer.add_argument("--overlap", type=float, default=None, help="sliding-window overlap fraction")
+    infer.add_argument("--suv-output", action="store_true",
+                       help="PET bundles: write SUV instead of the input's units (Bq/ml for DICOM PET in BQML)")
     infer.add_argument("--qa", action="store_true", help="also write <name>_qa.png (input / output mid slices)")
     infer.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     infer.set_defaults(func=_infer)

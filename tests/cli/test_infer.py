@@ -163,3 +163,8 @@ def test_torchrun_shards_inputs_and_merges_one_report(tmp_path):
     assert "rank 1: [" in proc.stderr and "rank 0: [" in proc.stderr
     for i in range(5):
         assert nib.load(out / f"s{i}.nii.gz").shape == phantom().shape
+
+
+def test_suv_output_is_refused_for_a_bundle_without_it(tmp_path, capsys):
+    assert main(["infer", BUNDLE, str(tmp_path), "-o", str(tmp_path / "out"), "--suv-output"]) == 2
+    assert "--suv-output is for PET bundles" in capsys.readouterr().err

@@ -46,3 +46,13 @@ def test_normalised_keeps_the_parameters_that_invert_each_key():
     assert isinstance(normaliser_for("MR"), PercentileScaler)
     with pytest.raises(ValueError, match="no normaliser for modality 'US'"):
         normaliser_for("US")
+
+
+def test_suv_scale_from_units_per_suv_and_its_checks():
+    activity = np.array([0.0, 5000.0, 20000.0])  # Bq/ml, 5 kBq/ml per SUV
+    params = SuvScaler(suv_max=10, units_per_suv=5000.0).fit(activity)
+    np.testing.assert_allclose(params.apply(activity), [0.0, 0.1, 0.4])
+    with pytest.raises(ValueError, match="not both"):
+        SuvScaler(70, 350e6, units_per_suv=5000.0)
+    with pytest.raises(ValueError, match="units_per_suv must be positive"):
+        SuvScaler(units_per_suv=0.0)

@@ -10,7 +10,7 @@ from volgan.data.manifest import (
     read_manifest,
     write_manifest,
 )
-from volgan.data.modality_normalise import HuWindow, Normalised, SuvScaler, WindowScale, normaliser_for
+from volgan.data.modality_normalise import HuWindow, Normalised, ScaleBySuvd, SuvScaler, WindowScale, normaliser_for
 from volgan.data.normalise import LinearScale, PercentileScaler, ScaleByPercentiled
 from volgan.data.paired_dataset import LoadAlignedPaird, items, paired_dataset, patch_transforms
 from volgan.data.paired_subject import AlignedPair, AlignSettings, PairedSubject, PairError, RegistrationQualityError
@@ -28,6 +28,7 @@ __all__ = [
     "PercentileScaler",
     "RegistrationQualityError",
     "ScaleByPercentiled",
+    "ScaleBySuvd",
     "SuvScaler",
     "WindowScale",
     "items",

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
 from volgan.inference.optimise import fast_precision, fold_batchnorm
@@ -72,7 +73,11 @@ class Predictor:
         backend: ``"auto"`` (ONNX Runtime for the default fp32 mode on the CPU when installed,
             else PyTorch),
             ``"torch"`` or ``"onnxruntime"``.
-        normaliser: object with ``fit(array) -> LinearScale``; ``None`` to feed raw values.
+        normaliser: object with ``fit(array) -> LinearScale`` (default: ``PercentileScaler()``).
+            One that needs the volume's metadata (e.g. :class:`~volgan.data.SuvScaler`, whose
+            SUV factor comes from DICOM headers) also has ``fit_volume(volume) -> LinearScale``,
+            which :meth:`predict` uses instead, and may have ``output_volume(volume) -> Volume``
+            to convert predictions (e.g. to SUV).
 
     Examples::
 
@@ -98,7 +103,7 @@ class Predictor:
         max_window: Sequence[int] = (128, 128, 128),
         margin: int = 16,
         backend: str = "auto",
-        normaliser: PercentileScaler | None = None,
+        normaliser: PercentileScaler | SuvScaler | None = None,
     ):
         self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.fast = bool(fast)
@@ -159,11 +164,15 @@ class Predictor:
         return padded, tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, array.shape))
 
     @torch.inference_mode()
-    def predict_array(self, array: np.ndarray) -> np.ndarray:
-        """3D array in input units -> 3D float32 array in the same units."""
+    def predict_array(self, array: np.ndarray, *, params: LinearScale | None = None) -> np.ndarray:
+        """3D array in input units -> 3D float32 array in the same units.
+
+        ``params``: the normalisation (default: the normaliser fitted on ``array``).
+        """
         if array.ndim != 3:
             raise ValueError(f"expected a 3D array, got shape {array.shape}")
-        params = self.normaliser.fit(array) if self.normaliser is not None else LinearScale(0.0, 1.0)
+        if params is None:
+            params = self.normaliser.fit(array) if self.normaliser is not None else LinearScale(0.0, 1.0)
         padded, crop = self._pad_to_roi(array, params.offset)
         y = sliding_window(
             padded, self._forward, self.plan(padded.shape), prepare=params.apply,
@@ -175,5 +184,10 @@ class Predictor:
         return y
 
     def predict(self, volume: Volume) -> Volume:
-        """Predict on a :class:`Volume`; the result has the input's grid, affine and units."""
-        return volume.with_array(self.predict_array(volume.array), dtype=np.dtype(np.float32))
+        """Predict on a :class:`Volume`; the result has the input's grid, affine and units
+        (unless the normaliser's ``output_volume`` converts them)."""
+        fit_volume = getattr(self.normaliser, "fit_volume", None)
+        params = fit_volume(volume) if fit_volume is not None else None
+        result = volume.with_array(self.predict_array(volume.array, params=params), dtype=np.dtype(np.float32))
+        output_volume = getattr(self.normaliser, "output_volume", None)
+        return output_volume(result) if output_volume is not None else result

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
+from pydicom.errors import InvalidDicomError
 
 from volgan.io.errors import VolumeError
+from volgan.io.pet_suv import UNIT_NAMES, read_suv_info
 from volgan.io.validate import as_3d, check_spacing, check_values
 from volgan.io.volume import Volume
 
@@ -42,8 +45,33 @@ def series_files(folder: str | os.PathLike) -> list[str]:
     return list(reader.GetGDCMSeriesFileNames(folder, ids[0]))
 
 
+def pet_meta(folder: str, files: list[str]) -> tuple[str, dict]:
+    """Units and metadata of a PET series: its DICOM ``pet_units`` and ``suv`` (a SuvInfo), or
+    ``suv_error`` saying why its headers give no SUV factor (raised only by callers that need SUV)."""
+    try:
+        info = read_suv_info(folder, files)
+    except VolumeError as err:
+        meta: dict = {"suv_error": err.problem}
+    else:
+        meta = {"suv": info}
+    try:
+        units = str(pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["Units"]).get("Units", "")).strip()
+    except (InvalidDicomError, OSError):
+        units = ""
+    meta["pet_units"] = units.upper()
+    return UNIT_NAMES.get(units.upper(), units or "a.u."), meta
+
+
 def read_dicom_series(folder: str | os.PathLike, *, units: str | None = None, check: bool = True) -> Volume:
-    """Read one DICOM series folder into a float32 :class:`Volume` (rescale slope/intercept applied)."""
+    """Read one DICOM series folder into a float32 :class:`Volume`.
+
+    Each slice's own RescaleSlope/RescaleIntercept is applied (PET scanners store every slice
+    with its own slope). CT values are in HU. PET (Modality PT) values stay as stored, in the
+    series' Units (``"Bq/ml"`` for BQML, ``"SUV"`` for GML, ``"counts"`` for CNTS), and
+    ``meta["suv"]`` holds the :class:`~volgan.io.pet_suv.SuvInfo` that converts them to SUV, or
+    ``meta["suv_error"]`` says why the headers give none; so outputs can be written back in the
+    input's units.
+    """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise VolumeError(folder, "is not a folder of DICOM files")
@@ -51,6 +79,9 @@ def read_dicom_series(folder: str | os.PathLike, *, units: str | None = None, ch
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
+    # float output: otherwise ITK takes the pixel type of the first file, and when that slice has
+    # slope 1 the other slices' rescaled values are truncated (and overflow) to its int16
+    reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
         image = reader.Execute()
     except RuntimeError as err:
@@ -63,12 +94,15 @@ def read_dicom_series(folder: str | os.PathLike, *, units: str | None = None, ch
         check_spacing(image.GetSpacing(), folder)
         check_values(data, folder)
     modality = reader.GetMetaData(0, "0008|0060").strip() if reader.HasMetaDataKey(0, "0008|0060") else ""
-    default_units = {"CT": "HU"}.get(modality, "a.u.")
+    default_units, meta = {"CT": "HU"}.get(modality, "a.u."), {"modality": modality, "n_files": len(files)}
+    if modality == "PT":
+        default_units, pet = pet_meta(folder, files)
+        meta.update(pet)
     return Volume(
         array=data,
         affine=affine,
         path=folder,
         units=units or default_units,
         dtype=np.dtype(np.float32),
-        meta={"modality": modality, "n_files": len(files)},
+        meta=meta,
     )
