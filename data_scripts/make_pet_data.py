@@ -13,7 +13,8 @@ Writes into ``--out`` (default data/pet), per subject ``sub-XX`` of split train/
 ``sub-XX_activity.nii.gz`` (true SUV), ``sub-XX_full.nii.gz`` (full-dose reconstruction),
 ``sub-XX_dose-4.nii.gz`` and ``sub-XX_dose-10.nii.gz`` (1/4 and 1/10 dose), ``sub-XX_brain.nii.gz``
 (brain mask), ``sub-XX_lesions.nii.gz`` (lesion labels 1..n); and ``train.csv``/``val.csv``
-manifests pairing every low-dose scan with its subject's full-dose scan (volgan.data.manifest).
+manifests pairing every low-dose scan with its subject's full-dose scan (volgan.data.manifest);
+and ``demo/``: the test subject's 1/10-dose scan as NIfTI (SUV) and as a DICOM PET series (Bq/ml).
 Existing subjects are kept (delete the folder to rebuild).
 
 Usage: python data_scripts/make_pet_data.py --out data/pet [--train 6] [--val 1] [--test 1]
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import sys
 import time
 from dataclasses import dataclass
@@ -35,15 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sources import mni152  # noqa: E402
 
 from volgan.degrade.pet import simulate_doses  # noqa: E402
-from volgan.io import Volume, read_nifti, write_nifti  # noqa: E402
+from volgan.io import Volume, read_nifti, write_nifti, write_pet_dicom_series  # noqa: E402
 
 DOSES = {"full": 1.0, "dose-4": 0.25, "dose-10": 0.1}
 SUV = {"gm": 8.0, "wm": 2.0, "csf": 0.1, "scalp": 0.8, "skull": 0.3}
 MU_PER_CM = {"water": 0.096, "bone": 0.15}
 SEEDS = {"train": 1, "val": 101, "test": 201}  # subject k of a split uses seed SEEDS[split] + k
 TOTAL_COUNTS = 1e8
-# a clinical-like brain protocol: OSEM 4 iterations x 12 subsets, 4 mm Gaussian post-filter
-RECON = {"iterations": 4, "subsets": 12, "post_fwhm_mm": 4.0}
+# a clinical-like brain protocol: OSEM 4 iterations x 12 subsets, 3 mm Gaussian post-filter
+RECON = {"iterations": 4, "subsets": 12, "post_fwhm_mm": 3.0}
 PET_MM = 2
 
 
@@ -85,7 +87,7 @@ def deformation(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
 
 
 def place_lesions(brain: np.ndarray, rng: np.random.Generator, n: int = 6) -> np.ndarray:
-    """``n`` spheres of radius 3-5.5 mm, centred at least 6 mm inside the brain and 20 mm apart."""
+    """``n`` spheres of radius 4-7 mm, centred at least 6 mm inside the brain and 20 mm apart."""
     inside = ndimage.binary_erosion(brain, iterations=6)
     candidates = np.argwhere(inside)
     labels = np.zeros(brain.shape, np.int16)
@@ -96,8 +98,8 @@ def place_lesions(brain: np.ndarray, rng: np.random.Generator, n: int = 6) -> np
         if any(np.linalg.norm(c - o) < 20 for o in centres):
             continue
         centres.append(c)
-        radius = rng.uniform(3.0, 5.5)
-        box = tuple(slice(max(int(x - 7), 0), int(x + 8)) for x in c)
+        radius = rng.uniform(4.0, 7.0)
+        box = tuple(slice(max(int(x - 8), 0), int(x + 9)) for x in c)
         dist = np.sqrt(sum((grid[a][box] - c[a]) ** 2 for a in range(3)))
         labels[box][dist <= radius] = len(centres)
     return labels
@@ -118,7 +120,7 @@ def make_phantom(gm: np.ndarray, wm: np.ndarray, brain: np.ndarray, seed: int) -
     activity += SUV["skull"] * skull + SUV["scalp"] * scalp
     lesions = place_lesions(brain & ((gm + wm) > 0.5), rng)
     for label in range(1, int(lesions.max()) + 1):
-        activity[lesions == label] *= rng.uniform(2.0, 3.0)
+        activity[lesions == label] *= rng.uniform(2.5, 4.0)
     mu = MU_PER_CM["water"] * (near <= 12) + (MU_PER_CM["bone"] - MU_PER_CM["water"]) * skull
     return Phantom(activity.astype(np.float32), mu.astype(np.float32), brain, lesions)
 
@@ -173,6 +175,21 @@ def write_manifest(folder: Path, names: list[str], path: Path) -> None:
                                      f"{folder.name}/{name}_brain.nii.gz", "auto"])
 
 
+def write_demo(test: Path, name: str, demo: Path) -> None:
+    """The test subject's 1/10-dose scan twice: as NIfTI in SUV, and as a DICOM PET series in Bq/ml
+    (70 kg, 370 MBq F-18 injected 60 min before the scan, decay-corrected to its start)."""
+    demo.mkdir(parents=True, exist_ok=True)
+    scan = read_nifti(test / f"{name}_dose-10.nii.gz")
+    write_nifti(scan, demo / f"{name}_dose-10.nii.gz")
+    weight_kg, dose_bq = 70.0, 370e6
+    injection = dt.datetime(2026, 1, 5, 9, 0, 0)
+    uptake = dt.timedelta(minutes=60)
+    decayed = dose_bq * 0.5 ** (uptake.total_seconds() / 6586.2)
+    bq_per_ml = scan.with_array(scan.array * np.float32(decayed / (weight_kg * 1000.0)), units="Bq/ml")
+    write_pet_dicom_series(bq_per_ml, demo / f"{name}_dose-10_dicom", weight_kg=weight_kg, injected_dose_bq=dose_bq,
+                           injection_time=injection, series_time=injection + uptake)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/pet"))
@@ -191,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
             write_subject(folder, name, make_phantom(gm, wm, brain, seed), affine, seed)
         if split != "test":
             write_manifest(folder, names, args.out / f"{split}.csv")
+        elif names and not (args.out / "demo" / f"{names[0]}_dose-10_dicom").is_dir():
+            write_demo(folder, names[0], args.out / "demo")
     print(f"wrote {args.out}")
 
 
