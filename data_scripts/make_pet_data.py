@@ -12,7 +12,8 @@ lesion layout; the test subject's seed is never used for training or validation.
 Writes into ``--out`` (default data/pet), per subject ``sub-XX`` of split train/val/test:
 ``sub-XX_activity.nii.gz`` (true SUV), ``sub-XX_full.nii.gz`` (full-dose reconstruction),
 ``sub-XX_dose-4.nii.gz`` and ``sub-XX_dose-10.nii.gz`` (1/4 and 1/10 dose), ``sub-XX_brain.nii.gz``
-(brain mask), ``sub-XX_lesions.nii.gz`` (lesion labels 1..n); and ``train.csv``/``val.csv``
+(brain mask), ``sub-XX_lesions.nii.gz`` (lesion labels 1..n), for the test subject also
+``sub-XX_noisefree.nii.gz`` (the full-dose scan with 1e4 times the counts); and ``train.csv``/``val.csv``
 manifests pairing every low-dose scan with its subject's full-dose scan (volgan.data.manifest);
 and ``demo/``: the test subject's 1/10-dose scan as NIfTI (SUV) and as a DICOM PET series (Bq/ml).
 Existing subjects are kept (delete the folder to rebuild).
@@ -146,7 +147,7 @@ def coarse_affine(affine: np.ndarray, f: int) -> np.ndarray:
     return out
 
 
-def write_subject(folder: Path, name: str, phantom: Phantom, affine: np.ndarray, seed: int) -> None:
+def write_subject(folder: Path, name: str, phantom: Phantom, affine: np.ndarray, seed: int, noise_free: bool = False) -> None:
     grid = coarse_affine(affine, PET_MM)
     activity = block_mean(phantom.activity, PET_MM)
     mu = block_mean(phantom.mu_per_cm, PET_MM)
@@ -158,8 +159,11 @@ def write_subject(folder: Path, name: str, phantom: Phantom, affine: np.ndarray,
     out = {"activity": activity, "brain": (block_mean(phantom.brain.astype(np.float32), PET_MM) >= 0.5).astype(np.uint8),
            "lesions": block_mode(phantom.lesions, PET_MM)}
     out.update({key: scans[dose] for key, dose in DOSES.items()})
+    if noise_free:  # the same scan with 1e4 times the counts: what a perfect denoiser could reach
+        out["noisefree"] = simulate_doses(activity, spacing, doses=(1.0,), total_counts=TOTAL_COUNTS * 1e4, mu_map=mu,
+                                          seed=seed, **RECON)[1.0]
     # the lesion labels go last: a subject is complete once they exist
-    for key in ("activity", "brain", *DOSES, "lesions"):
+    for key in [k for k in out if k != "lesions"] + ["lesions"]:
         units = "1" if key in ("brain", "lesions") else "SUV"
         write_nifti(Volume(out[key], grid, units=units, dtype=np.dtype(out[key].dtype)), folder / f"{name}_{key}.nii.gz")
 
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             if (folder / f"{name}_lesions.nii.gz").is_file():
                 continue
             seed = int(name.split("-")[1])
-            write_subject(folder, name, make_phantom(gm, wm, brain, seed), affine, seed)
+            write_subject(folder, name, make_phantom(gm, wm, brain, seed), affine, seed, noise_free=split == "test")
         if split != "test":
             write_manifest(folder, names, args.out / f"{split}.csv")
         elif names and not (args.out / "demo" / f"{names[0]}_dose-10_dicom").is_dir():
