@@ -1,7 +1,9 @@
 """Run a generator with ONNX Runtime on the CPU (faster than PyTorch's fp32 3D convolutions here).
 
-The network is exported once (in memory, with dynamic batch and spatial axes) on its first call;
-numerics stay fp32 (differences from PyTorch are at rounding level).
+The network is exported (in memory, by tracing, with a dynamic batch axis) once per window shape, so
+shape-dependent Python code in a network (e.g. padding to a multiple of its stride) is traced for
+the shape it runs on; sliding-window inference uses one shape. Numerics stay fp32 (differences
+from PyTorch are at rounding level).
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ class OnnxRuntimeForward:
 
     def __init__(self, network: nn.Module, threads: int | None = None):
         self.network, self.threads = network, threads
-        self.session = None
+        self.sessions: dict[tuple[int, ...], object] = {}
 
     def _export(self, example: torch.Tensor):
         import onnxruntime as ort
 
         buffer = io.BytesIO()
-        axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
+        axes = {0: "batch"}
         with torch.no_grad():
             torch.onnx.export(self.network.float().cpu(), (example.float().cpu(),), buffer, input_names=["image"],
                               output_names=["pred"], dynamic_axes={"image": axes, "pred": axes}, dynamo=False)
@@ -42,7 +44,8 @@ class OnnxRuntimeForward:
         return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.session is None:
-            self.session = self._export(x[:1])
-        (y,) = self.session.run(["pred"], {"image": x.detach().float().contiguous().cpu().numpy()})
+        shape = tuple(x.shape[1:])
+        if shape not in self.sessions:
+            self.sessions[shape] = self._export(x[:1])
+        (y,) = self.sessions[shape].run(["pred"], {"image": x.detach().float().contiguous().cpu().numpy()})
         return torch.from_numpy(y)
