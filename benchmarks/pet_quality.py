@@ -29,23 +29,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from volgan.cli import bundle_predictor
 from volgan.io import read_nifti
 from volgan.metrics import contrast_recovery, psnr, ssim
 
 DOSES = {"1/4": "dose-4", "1/10": "dose-10"}
 FWHMS_MM = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0)
-
-
-def bundle_predictor(bundle: Path, checkpoint: str | None = None):
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.yaml"))
-    parser["bundle_root"] = str(bundle)
-    parser["device"] = "$torch.device('cpu')"
-    if checkpoint is not None:
-        parser["ckpt_path"] = checkpoint
-    return parser.get_parsed_content("predictor")
 
 
 def gaussian(image: np.ndarray, fwhm_mm: float, spacing: tuple[float, ...]) -> np.ndarray:
@@ -88,10 +77,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     lesions = read_nifti(test / f"{subject}_lesions.nii.gz").array.astype(np.int16)
     spacing = full.spacing
     noise_free = read_nifti(test / f"{subject}_noisefree.nii.gz").array
-    predictors = {"bundle": bundle_predictor(args.bundle)}
+    cpu = "$torch.device('cpu')"
+    predictors = {"bundle": bundle_predictor(args.bundle, device=cpu)}
     for spec in args.weights:
         name, path = spec.split("=", 1)
-        predictors[name] = bundle_predictor(args.bundle, path)
+        predictors[name] = bundle_predictor(args.bundle, device=cpu, ckpt_path=path)
     rows = [{"dose": "-", "method": "noise-free reconstruction (ceiling)",
              **scores(noise_free, full.array, brain, lesions, spacing, noise_free)}]
     for dose, key in DOSES.items():
