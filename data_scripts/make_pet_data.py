@@ -12,7 +12,8 @@ lesion layout; the test subject's seed is never used for training or validation.
 Writes into ``--out`` (default data/pet), per subject ``sub-XX`` of split train/val/test:
 ``sub-XX_activity.nii.gz`` (true SUV), ``sub-XX_full.nii.gz`` (full-dose reconstruction),
 ``sub-XX_dose-4.nii.gz`` and ``sub-XX_dose-10.nii.gz`` (1/4 and 1/10 dose), ``sub-XX_brain.nii.gz``
-(brain mask), ``sub-XX_lesions.nii.gz`` (lesion labels 1..n), for the test subject also
+(brain mask), ``sub-XX_lesions.nii.gz`` (lesion labels 1..n), for training and validation
+subjects ``sub-XX_sampling.nii.gz`` (1 brain, 2 lesions: the manifests' mask), for the test subject also
 ``sub-XX_noisefree.nii.gz`` (the full-dose scan with 1e4 times the counts); and ``train.csv``/``val.csv``
 manifests pairing every low-dose scan with its subject's full-dose scan (volgan.data.manifest);
 and ``demo/``: the test subject's 1/10-dose scan as NIfTI (SUV) and as a DICOM PET series (Bq/ml).
@@ -168,6 +169,18 @@ def write_subject(folder: Path, name: str, phantom: Phantom, affine: np.ndarray,
         write_nifti(Volume(out[key], grid, units=units, dtype=np.dtype(out[key].dtype)), folder / f"{name}_{key}.nii.gz")
 
 
+def write_sampling_map(folder: Path, name: str) -> None:
+    """``sub-XX_sampling.nii.gz``: 1 in the brain, 2 in the lesions (the manifests' mask, so training
+    can draw patches around the rare lesions more often)."""
+    path = folder / f"{name}_sampling.nii.gz"
+    if path.is_file():
+        return
+    brain = read_nifti(folder / f"{name}_brain.nii.gz")
+    lesions = read_nifti(folder / f"{name}_lesions.nii.gz").array > 0
+    labels = np.where(lesions, 2, brain.array > 0).astype(np.uint8)
+    write_nifti(brain.with_array(labels, dtype=np.dtype(np.uint8)), path)
+
+
 def write_manifest(folder: Path, names: list[str], path: Path) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -176,7 +189,7 @@ def write_manifest(folder: Path, names: list[str], path: Path) -> None:
             for key in DOSES:
                 if key != "full":
                     writer.writerow([f"{name}_{key}", f"{folder.name}/{name}_{key}.nii.gz", f"{folder.name}/{name}_full.nii.gz",
-                                     f"{folder.name}/{name}_brain.nii.gz", "auto"])
+                                     f"{folder.name}/{name}_sampling.nii.gz", "auto"])
 
 
 def write_demo(test: Path, name: str, demo: Path) -> None:
@@ -211,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
             seed = int(name.split("-")[1])
             write_subject(folder, name, make_phantom(gm, wm, brain, seed), affine, seed, noise_free=split == "test")
         if split != "test":
+            for name in names:
+                write_sampling_map(folder, name)
             write_manifest(folder, names, args.out / f"{split}.csv")
         elif names and not (args.out / "demo" / f"{names[0]}_dose-10_dicom").is_dir():
             write_demo(folder, names[0], args.out / "demo")

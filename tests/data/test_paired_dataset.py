@@ -62,3 +62,27 @@ def test_a_persistent_dataset_aligns_once_and_survives_the_files(pair_files, tmp
     second = paired_dataset(pairs, patch_transforms((8, 8, 8), num_samples=2), cache_dir=tmp_path / "persist")
     assert np.asarray(second[0][0]["source"]).shape == (1, 8, 8, 8)
     assert second[0][0]["classification"] == "same_grid"
+
+
+def test_mask_labels_are_kept_so_rare_regions_can_be_oversampled(pair_files, tmp_path):
+    """A manifest mask with 1 = brain and 2 = a small lesion: the labels survive loading (on its own
+    grid and resampled), and a label-class sampler centres the asked share of patches on the lesion."""
+    from monai.transforms import RandCropByLabelClassesd
+
+    source, target, array = pair_files
+    labels = (array > 30).astype(np.float32)
+    labels[18:21, 20:23, 16:19] = 2.0  # 27 of ~64,000 voxels
+    affine = oblique_affine()
+    nib.save(nib.Nifti1Image(labels, affine), tmp_path / "labels.nii.gz")
+    crop = RandCropByLabelClassesd(keys=["source", "target", "mask"], label_key="mask", spatial_size=(5, 5, 5),
+                                   num_classes=3, ratios=[0, 1, 1], num_samples=200)
+    ds = paired_dataset([PairedSubject("a", str(source), str(target), str(tmp_path / "labels.nii.gz"))], [crop])
+    centres = [float(np.asarray(p["mask"])[0, 2, 2, 2]) for p in ds[0]]
+    assert set(centres) <= {1.0, 2.0}
+    assert 0.35 < centres.count(2.0) / len(centres) < 0.65
+    # a mask on another grid is resampled with nearest neighbours: labels stay labels
+    shifted = affine.copy()
+    shifted[:3, 3] += 0.4
+    nib.save(nib.Nifti1Image(labels, shifted), tmp_path / "labels_moved.nii.gz")
+    pair = PairedSubject("b", str(source), str(target), str(tmp_path / "labels_moved.nii.gz")).aligned()
+    assert set(np.unique(pair.mask.array)) == {0.0, 1.0, 2.0}

@@ -31,7 +31,8 @@ class LoadAlignedPaird(Transform):
     """Paths -> ``source``, ``target`` and ``mask`` as ``(1, X, Y, Z)`` float32 arrays on the target grid.
 
     ``mask`` is the manifest's mask (target space) or else the target's foreground, restricted to the
-    source's field of view, so patches are drawn where both images hold data. ``affine`` is the
+    source's field of view, so patches are drawn where both images hold data. A manifest mask keeps
+    its labels (rounded): e.g. 1 brain, 2 lesions, for ``RandCropByLabelClassesd`` to oversample. ``affine`` is the
     target's and ``classification`` says how the pair was aligned. ``names`` renames the outputs,
     e.g. ``{"source": "image", "target": "label"}`` for MONAI's supervised engines.
     """
@@ -46,12 +47,12 @@ class LoadAlignedPaird(Transform):
         subject = PairedSubject(item["subject"], item["source"], item["target"], item.get("mask") or None,
                                 item.get("align") or "auto")
         pair = subject.aligned(self.settings, self.cache)
-        mask = pair.mask.array > 0.5 if pair.mask is not None else foreground(pair.target.array)
+        mask = pair.mask.array if pair.mask is not None else foreground(pair.target.array).astype(np.float32)
         return {
             "subject": pair.subject,
             self.names["source"]: pair.source.array[None].astype(np.float32),
             self.names["target"]: pair.target.array[None].astype(np.float32),
-            self.names["mask"]: (mask & pair.inside)[None].astype(np.float32),
+            self.names["mask"]: np.where(pair.inside, mask, 0)[None].astype(np.float32),
             "affine": pair.target.affine,
             "classification": pair.space.kind,
         }

@@ -187,11 +187,11 @@ class PairedSubject:
     def _mask_on(self, target: Volume) -> Volume | None:
         if not self.mask:
             return None
+        # labels are kept (rounded; 0 outside): a mask may mark regions to sample more often (e.g. 2 = lesion)
         mask = self.volume("mask")
-        if mask.shape == target.shape and np.allclose(mask.affine, target.affine, atol=1e-3):
-            return mask.with_array((mask.array > 0.5).astype(np.float32))
-        moved, _ = resample_onto(mask, target, nearest=True)
-        return moved.with_array((moved.array > 0.5).astype(np.float32))
+        if not (mask.shape == target.shape and np.allclose(mask.affine, target.affine, atol=1e-3)):
+            mask, _ = resample_onto(mask, target, nearest=True)
+        return mask.with_array(np.rint(np.clip(mask.array, 0, None)).astype(np.float32))
 
     def _check_quality(self, pair: AlignedPair, settings: AlignSettings) -> None:
         before, after = pair.space.world, pair.score
