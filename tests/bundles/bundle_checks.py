@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -17,6 +19,24 @@ def bundle_cli(*args: str, cwd: Path = ROOT, timeout: int = 900) -> subprocess.C
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
+
+
+def verify_metadata(bundle: Path) -> None:
+    """MONAI's ``verify_metadata`` against the local copy of the bundle schema (no download)."""
+    bundle_cli("verify_metadata", "--meta_file", str(bundle / "configs" / "metadata.json"),
+               "--filepath", str(ROOT / "bundles" / "meta_schema.json"))
+
+
+def tiny_training_args(bundle: Path, tmp_path: Path, data: Path, configs: Sequence[str], *overrides: str) -> list[str]:
+    """``monai.bundle run`` arguments for 2 epochs x 2 iterations of ``configs`` (overlays in order) on
+    ``data``, writing into ``tmp_path``; ``overrides`` (e.g. a smaller validation ROI) come last."""
+    files = [str(bundle / "configs" / c) for c in configs]
+    return [
+        "run", "--config_file", json.dumps(files) if len(files) > 1 else files[0],
+        "--bundle_root", str(bundle), "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"),
+        "--dataset_dir", str(data), "--max_epochs", "2", "--iterations_per_epoch", "2", "--val_interval", "1",
+        "--batch_size", "2", *overrides,
+    ]
 
 
 def verify_net_in_out(bundle: Path) -> None:

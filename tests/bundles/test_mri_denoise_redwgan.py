@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bundles.bundle_checks import ROOT, bundle_cli, ckpt_export_matches_eager, verify_net_in_out
+from tests.bundles.bundle_checks import (
+    ROOT,
+    bundle_cli,
+    ckpt_export_matches_eager,
+    tiny_training_args,
+    verify_metadata,
+    verify_net_in_out,
+)
 from tests.conftest import oblique_affine, phantom
 from volgan.degrade import add_rician_noise
 from volgan.metrics import psnr
@@ -56,8 +63,7 @@ def test_inference_denoises_every_file_on_its_grid_in_its_units(tmp_path):
 
 
 def test_verify_metadata_with_local_schema():
-    bundle_cli("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
-               "--filepath", str(ROOT / "bundles" / "meta_schema.json"))
+    verify_metadata(BUNDLE)
 
 
 def test_verify_metadata_rejects_incomplete_metadata(tmp_path):
@@ -91,13 +97,8 @@ def tiny_dataset(tmp_path):
 
 
 def train_args(tmp_path: Path, data: Path, *configs: str) -> list[str]:
-    files = [str(CONFIGS / c) for c in configs]
-    return [
-        "run", "--config_file", json.dumps(files) if len(files) > 1 else files[0],
-        "--bundle_root", str(BUNDLE), "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"),
-        "--dataset_dir", str(data), "--max_epochs", "2", "--iterations_per_epoch", "2", "--warmup_iterations", "2",
-        "--val_interval", "1", "--batch_size", "2", "--validate#preprocessing#transforms#3#roi_size", "[32, 32, 16]",
-    ]
+    return tiny_training_args(BUNDLE, tmp_path, data, configs, "--warmup_iterations", "2",
+                              "--validate#preprocessing#transforms#3#roi_size", "[32, 32, 16]")
 
 
 def test_train_resume_and_evaluate_through_the_cli(tmp_path, tiny_dataset):

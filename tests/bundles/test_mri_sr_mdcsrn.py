@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bundles.bundle_checks import ROOT, bundle_cli, ckpt_export_matches_eager, verify_net_in_out
+from tests.bundles.bundle_checks import (
+    ROOT,
+    bundle_cli,
+    ckpt_export_matches_eager,
+    tiny_training_args,
+    verify_metadata,
+    verify_net_in_out,
+)
 from tests.conftest import oblique_affine, phantom
 from volgan.data.target_grid import resample_to_target
 from volgan.degrade import thick_slices, truncate_kspace
@@ -104,8 +111,7 @@ def test_unknown_mode_fails(tmp_path):
 
 
 def test_verify_metadata_with_local_schema():
-    bundle_cli("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
-               "--filepath", str(ROOT / "bundles" / "meta_schema.json"))
+    verify_metadata(BUNDLE)
 
 
 def test_verify_net_in_out():
@@ -135,14 +141,9 @@ def tiny_dataset(tmp_path):
 
 
 def train_args(tmp_path: Path, data: Path, *configs: str) -> list[str]:
-    files = [str(CONFIGS / c) for c in configs]
-    return [
-        "run", "--config_file", json.dumps(files) if len(files) > 1 else files[0],
-        "--bundle_root", str(BUNDLE), "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"),
-        "--dataset_dir", str(data), "--max_epochs", "2", "--iterations_per_epoch", "2", "--warmup_iterations", "2",
-        "--val_interval", "1", "--batch_size", "2", "--validate#preprocessing#transforms#3#roi_size", "[32, 32, 32]",
-        "--validate#roi_size", "[32, 32, 32]",
-    ]
+    return tiny_training_args(BUNDLE, tmp_path, data, configs, "--warmup_iterations", "2",
+                              "--validate#preprocessing#transforms#3#roi_size", "[32, 32, 32]",
+                              "--validate#roi_size", "[32, 32, 32]")
 
 
 def test_l1_pretraining_then_wgan_then_evaluate_through_the_cli(tmp_path, tiny_dataset):
