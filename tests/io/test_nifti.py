@@ -143,3 +143,11 @@ def test_write_leaves_no_partial_file_on_failure(tmp_path, monkeypatch):
     with pytest.raises(VolumeError, match="disk full"):
         write_nifti(vol, tmp_path / "out.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_units_written_by_volgan_come_back(tmp_path):
+    write_nifti(Volume(np.ones((4, 4, 4), np.float32), np.eye(4), units="SUV"), tmp_path / "suv.nii.gz")
+    assert read_nifti(tmp_path / "suv.nii.gz").units == "SUV"
+    assert read_nifti(tmp_path / "suv.nii.gz", units="Bq/ml").units == "Bq/ml"  # the caller's word wins
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), tmp_path / "foreign.nii.gz")
+    assert read_nifti(tmp_path / "foreign.nii.gz").units == "a.u."

@@ -16,6 +16,8 @@ from volgan.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
+UNITS_TAG = "volgan units="  # the NIfTI description volgan writes: the values' units
+
 
 def is_nifti(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
@@ -62,6 +64,8 @@ def read_nifti(path: str | os.PathLike, *, units: str | None = None, check: bool
     descrip = ""
     if "descrip" in header:
         descrip = header["descrip"].tobytes().split(b"\x00")[0].decode("latin-1")
+    if units is None and descrip.startswith(UNITS_TAG):  # written by volgan: its units round-trip
+        units = descrip[len(UNITS_TAG):].strip() or None
     return Volume(
         array=data,
         affine=affine,
@@ -95,7 +99,7 @@ def write_nifti(volume: Volume, path: str | os.PathLike, *, dtype: np.dtype | st
         raise VolumeError(parent, "output folder is not writable")
     img = nib.Nifti1Image(np.asarray(volume.array).astype(dtype, copy=False), volume.affine)
     img.header.set_xyzt_units("mm", "sec")
-    img.header["descrip"] = f"volgan units={volume.units}"[:79].encode()
+    img.header["descrip"] = f"{UNITS_TAG}{volume.units}"[:79].encode()
     tmp = temporary_path(path)
     try:
         nib.save(img, tmp)
