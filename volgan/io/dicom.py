@@ -52,12 +52,12 @@ def pet_meta(folder: str, files: list[str]) -> tuple[str, dict]:
         info = read_suv_info(folder, files)
     except VolumeError as err:
         meta: dict = {"suv_error": err.problem}
+        try:  # the headers gave no SUV factor: read the Units tag alone
+            units = str(pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["Units"]).get("Units", "")).strip()
+        except (InvalidDicomError, OSError):
+            units = ""
     else:
-        meta = {"suv": info}
-    try:
-        units = str(pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["Units"]).get("Units", "")).strip()
-    except (InvalidDicomError, OSError):
-        units = ""
+        meta, units = {"suv": info}, info.units
     meta["pet_units"] = units.upper()
     return UNIT_NAMES.get(units.upper(), units or "a.u."), meta
 

@@ -145,18 +145,19 @@ class ConcatenatedGenerator(nn.Module):
         if stages < 1:
             raise ValueError(f"stages must be at least 1, got {stages}")
         self.stages = nn.ModuleList(PetUNetGenerator(preset, channels, residual) for _ in range(int(stages)))
+        self.frozen = 0
 
     def freeze_stages(self, n: int) -> "ConcatenatedGenerator":
         """Freeze the first ``n`` stages (weights and BatchNorm statistics) to train the next one."""
         for stage in self.stages[:n]:
             stage.eval()
             stage.requires_grad_(False)
-        self._frozen = int(n)
+        self.frozen = int(n)
         return self
 
     def train(self, mode: bool = True) -> "ConcatenatedGenerator":
         super().train(mode)
-        for stage in self.stages[: getattr(self, "_frozen", 0)]:
+        for stage in self.stages[: self.frozen]:
             stage.eval()
         return self
 
