@@ -111,14 +111,17 @@ def test_fast_mode_agrees_with_fp32_within_the_stated_bound():
     assert psnr > 45.0, psnr
 
 
-def test_onnxruntime_backend_matches_pytorch():
+@pytest.mark.parametrize("winograd", [True, False])
+def test_onnxruntime_backend_matches_pytorch(winograd):
+    """ONNX Runtime, with or without the depth-major Winograd rewrite, gives PyTorch's result."""
     net = trained_like_generator()
     arr = phantom((24, 20, 18))
-    via_ort = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="onnxruntime")
+    via_ort = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="onnxruntime", winograd=winograd)
     via_torch = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
+    assert via_ort.winograd is winograd and not via_torch.winograd
     assert Predictor(net, device="cpu").backend == "onnxruntime"
+    assert Predictor(net, device="cpu", fast=True).backend == "onnxruntime"
     assert Predictor(net, device="cpu", precision="bf16").backend == "torch"
-    assert Predictor(net, device="cpu", fast=True).backend == "torch"
     ref = via_torch.predict_array(arr)
     np.testing.assert_allclose(via_ort.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import warnings
 
 import torch
 from torch import nn
@@ -34,7 +35,9 @@ class OnnxRuntimeForward:
 
         buffer = io.BytesIO()
         axes = {0: "batch"}
-        with torch.no_grad():
+        # shape-dependent Python in a network is traced for this window shape only, on purpose
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(self.network.float().cpu(), (example.float().cpu(),), buffer, input_names=["image"],
                               output_names=["pred"], dynamic_axes={"image": axes, "pred": axes}, dynamo=False)
         options = ort.SessionOptions()

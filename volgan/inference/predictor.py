@@ -13,6 +13,7 @@ from torch import nn
 
 from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
+from volgan.inference.depth_major import depth_major_network
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
 from volgan.inference.optimise import fast_precision, fold_batchnorm
 from volgan.inference.stitch import sliding_window
@@ -42,18 +43,20 @@ class Predictor:
     result is mapped back to the input's units on the input's grid (same shape and affine).
     Device memory depends on the window size only; host memory is the input plus one float32
     volume. BatchNorm layers that follow a convolution are folded into it (same function, fewer
-    passes), and in the default fp32 mode on the CPU the network runs in ONNX Runtime when it is
-    installed (faster than PyTorch on 64^3 windows where we measured; ``backend="torch"`` to opt out).
+    passes). In fp32 on the CPU the network runs in ONNX Runtime when it is installed, rewritten
+    (when its operations allow) to depth-major layout with Winograd F(4, 3) depth convolutions,
+    which halves the FLOPs of its 3x3x3 convolutions (:mod:`volgan.inference.depth_major`);
+    ``backend="torch"`` or ``winograd=False`` to opt out.
 
     Two speeds:
 
     * default (``fast=False``): MONAI's window grid (``roi_size``, ``overlap``) and blending, in
       fp32; results match ``monai.inferers.SlidingWindowInferer`` on the same network.
-    * ``fast=True``: channels-last 3D, windows as large as
-      ``max_window`` overlapping by ``margin`` voxels (far fewer redundant voxels), and reduced
-      precision where the hardware has it (bf16 on CUDA and on CPUs with native bf16; fp32 on
-      CPUs without, where emulated bf16 is slower). Outputs differ slightly near window seams;
-      see the README for measured differences. Use fp32 default mode for quantitative work.
+    * ``fast=True``: windows as large as ``max_window`` overlapping by ``margin`` voxels (far
+      fewer redundant voxels), channels-last 3D for PyTorch, and reduced precision where the
+      hardware has it (bf16 on CUDA and on CPUs with native bf16; fp32 on CPUs without, where
+      emulated bf16 is slower). Outputs differ slightly near window seams; see the README for
+      measured differences. Use fp32 default mode for quantitative work.
 
     Args:
         network: the generator (fully convolutional, ``(B, 1, D, H, W)`` -> same shape).
@@ -70,9 +73,10 @@ class Predictor:
         max_window: largest window per axis in fast mode.
         margin: overlap of fast-mode windows in voxels (at least twice the network's receptive
             radius keeps zero-padding effects out of the blended result).
-        backend: ``"auto"`` (ONNX Runtime for the default fp32 mode on the CPU when installed,
-            else PyTorch),
+        backend: ``"auto"`` (ONNX Runtime for fp32 on the CPU when installed, else PyTorch),
             ``"torch"`` or ``"onnxruntime"``.
+        winograd: with ONNX Runtime, run the depth-major Winograd rewrite of the network when
+            it has one (same function up to fp32 rounding).
         normaliser: object with ``fit(array) -> LinearScale`` (default: ``PercentileScaler()``).
             One that needs the volume's metadata (e.g. :class:`~volgan.data.SuvScaler`, whose
             SUV factor comes from DICOM headers) also has ``fit_volume(volume) -> LinearScale``,
@@ -103,6 +107,7 @@ class Predictor:
         max_window: Sequence[int] = (128, 128, 128),
         margin: int = 16,
         backend: str = "auto",
+        winograd: bool = True,
         normaliser: PercentileScaler | SuvScaler | None = None,
     ):
         self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,15 +127,21 @@ class Predictor:
         self.max_window, self.margin = tuple(int(s) for s in max_window), int(margin)
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
         self.backend = self._choose_backend(backend)
-        self._onnx = OnnxRuntimeForward(self.network) if self.backend == "onnxruntime" else None
+        self._onnx = None
+        if self.backend == "onnxruntime":
+            rewritten = depth_major_network(self.network) if winograd else None
+            self.winograd = rewritten is not None
+            self._onnx = OnnxRuntimeForward(rewritten if rewritten is not None else self.network)
+        else:
+            self.winograd = False
 
     def _choose_backend(self, backend: str) -> str:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "auto":
-            # measured on a 192x224x192 volume: ONNX Runtime 1.24x PyTorch's baseline on the default
-            # 64^3 grid, but slower than PyTorch and ~3x the memory on fast mode's large windows
-            cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32" and not self.fast
+            # ONNX Runtime with the Winograd rewrite was 2.5x PyTorch on RED-WGAN's 64^3 windows
+            # and on fast mode's large windows (README, "Inference speed and memory")
+            cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
             return "onnxruntime" if cpu_fp32 and onnxruntime_available() else "torch"
         if backend == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
             raise ValueError("the onnxruntime backend runs fp32 on the CPU only")
