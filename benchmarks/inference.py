@@ -7,23 +7,29 @@ repeated; the table shows medians:
 * ``baseline``: ``monai.inferers.SlidingWindowInferer(roi_size=<bundle ROI>, sw_batch_size=1,
   overlap=0.25, mode="gaussian")``, fp32, ``torch.no_grad()``, default memory format;
 * ``fp32``: volgan's Predictor with the bundle's settings (the default, quantitative mode; on the
-  CPU its network runs in ONNX Runtime when installed);
-* ``fast``: volgan's Predictor with ``fast=True`` (ONNX Runtime on the CPU in fp32);
-* extras (``--extras fast-torch compile``): fast mode with the PyTorch backend, and with
-  ``torch.compile`` (compilation time reported apart).
+  CPU its network runs in ONNX Runtime when installed, in depth-major Winograd form when the
+  network allows);
+* ``fast``: volgan's Predictor with ``fast=True`` (likewise ONNX Runtime on the CPU in fp32);
+* extras (``--extras fp32-direct fast-torch compile``): fp32 mode in ONNX Runtime without the
+  Winograd rewrite, fast mode with the PyTorch backend, and fast mode with ``torch.compile``
+  (compilation time reported apart).
 
-Columns: voxels/s, ratio to the baseline, attained GFLOP/s (network FLOPs per voxel x voxels the
-window plan computes / seconds) and its share of the machine's peak (the fastest of large fp32 and
-bf16, default and channels-last 3D convolutions in PyTorch and fp32 in ONNX Runtime, measured
-in this run), peak RSS, and the output's
-difference from the baseline (max abs error / data range, PSNR of the difference).
+Columns: voxels/s, ratio to the baseline, effective GFLOP/s (the network's direct-convolution
+FLOPs per voxel x voxels the window plan computes / seconds; the Winograd form does half of
+those multiplications, so its effective rate can exceed the peak) and its share of the
+machine's peak (the fastest of large fp32 and bf16, default and channels-last 3D convolutions in
+PyTorch and fp32 in ONNX Runtime, measured in this run), peak RSS, and the output's difference
+from the baseline (max abs error / data range, PSNR of the difference), and for the bundles named
+by ``--whole-volume`` the PSNR of the difference from the network run on the whole volume at once
+(what windowed inference approximates; it shows how much of a mode's difference from the baseline
+is the baseline's own window seams).
 
 A memory line follows: a 512^3 float32 volume through each stitcher with a one-layer network (the
 stitcher's memory does not depend on the network; activations depend on the window only), peak
 RSS as a multiple of the volume's size.
 
 Usage: python benchmarks/inference.py [--bundles B ...] [--shape 192 224 192] [--repeats 3]
-       [--extras fast-torch compile] [--memory-shape 512 512 512]
+       [--extras fp32-direct fast-torch compile] [--memory-shape 512 512 512]
 """
 
 from __future__ import annotations
@@ -74,6 +80,16 @@ def _baseline(net, volume: np.ndarray, roi) -> np.ndarray:
     return params.invert(y[0, 0].numpy())
 
 
+def _whole_volume(net, volume: np.ndarray) -> np.ndarray:
+    """The network on the whole volume at once: what windowed inference approximates."""
+    from volgan.data.normalise import PercentileScaler
+
+    params = PercentileScaler().fit(volume)
+    with torch.inference_mode():
+        y = net(torch.from_numpy(params.apply(volume))[None, None])
+    return params.invert(y[0, 0].numpy())
+
+
 def worker(args) -> None:
     from volgan.inference import Predictor
 
@@ -87,11 +103,14 @@ def worker(args) -> None:
     start = time.perf_counter()
     if args.mode == "baseline":
         out = _baseline(net, volume, settings["roi_size"])
+    elif args.mode == "whole":
+        out = _whole_volume(net, volume)
     else:
-        fast = args.mode != "fp32"
+        fast = args.mode not in ("fp32", "fp32-direct")
         backend = "torch" if args.mode in ("fast-torch", "compile") else "auto"
         pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
-                         overlap=settings["overlap"], device="cpu", fast=fast, backend=backend)
+                         overlap=settings["overlap"], device="cpu", fast=fast, backend=backend,
+                         winograd=args.mode != "fp32-direct")
         if args.mode == "compile":  # compiled for the plan's window shape; compilation reported apart
             pred.network = torch.compile(pred.network)
             t = time.perf_counter()
@@ -100,8 +119,9 @@ def worker(args) -> None:
             extra["prepare_s"] = time.perf_counter() - t
             start = time.perf_counter()
         out = pred.predict_array(volume)
-        extra["computed_voxels"] = pred.plan(volume.shape).computed_voxels
-        extra["precision"] = f"{pred.precision} {pred.backend}"
+        padded = volume.shape if fast else tuple(max(s, r) for s, r in zip(volume.shape, pred.roi_size))
+        extra["computed_voxels"] = pred.plan(padded).computed_voxels
+        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}"
     seconds = time.perf_counter() - start
     np.save(args.out, out.astype(np.float32, copy=False))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -196,8 +216,8 @@ def speed_table(args, peak: float, work: Path) -> list[str]:
     vol_path = work / "volume.npy"
     np.save(vol_path, volume)
     modes = ["baseline", "fp32", "fast", *args.extras]
-    rows = ["| network | mode | precision | s (median) | voxels/s | x baseline | GFLOP/s | % peak | peak RSS GB | max err / range | PSNR of diff dB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| network | mode | precision / backend | s (median) | voxels/s | x baseline | eff. GFLOP/s | % peak | peak RSS GB | max err / range | PSNR of diff dB | PSNR vs whole-volume dB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     from volgan.inference.tiling import grid_plan
 
     for bundle in args.bundles:
@@ -210,22 +230,30 @@ def speed_table(args, peak: float, work: Path) -> list[str]:
                 print(f"  {Path(bundle).name} {m} run {r + 1}: {res}", flush=True)
                 runs[m].append(res)
         ref = np.load(work / "baseline.npy")
-        base_computed = grid_plan(volume.shape, settings["roi_size"], 0.25).computed_voxels
+        whole = None
+        if Path(bundle).name in args.whole_volume:
+            res = run_worker(bundle, "whole", vol_path, work / "whole.npy")
+            print(f"  {Path(bundle).name} whole volume: {res}", flush=True)
+            whole = np.load(work / "whole.npy") if "seconds" in res else None
+        padded = tuple(max(s, r) for s, r in zip(volume.shape, settings["roi_size"]))
+        base_computed = grid_plan(padded, settings["roi_size"], 0.25).computed_voxels
         base_s = statistics.median(x["seconds"] for x in runs["baseline"] if "seconds" in x)
         for m in modes:
             ok = [x for x in runs[m] if "seconds" in x]
             if not ok:
-                rows.append(f"| {Path(bundle).name} | {m} | failed: {runs[m][0]['error'][:80]} |" + " |" * 8)
+                rows.append(f"| {Path(bundle).name} | {m} | failed: {runs[m][0]['error'][:80]} |" + " |" * 9)
                 continue
             s = statistics.median(x["seconds"] for x in ok)
             computed = ok[0].get("computed_voxels", base_computed)
             gflops = fpv * computed / s / 1e9
-            err, psnr = difference(np.load(work / f"{m}.npy"), ref)
+            out = np.load(work / f"{m}.npy")
+            err, psnr = difference(out, ref)
+            vs_whole = "-" if whole is None else f"{difference(out, whole)[1]:.1f}"
             note = f" (+{statistics.median(x['prepare_s'] for x in ok):.0f} s once)" if "prepare_s" in ok[0] else ""
             rows.append(
                 f"| {Path(bundle).name} | {m}{note} | {ok[0].get('precision', 'fp32')} | {s:.1f} | {volume.size / s / 1e3:.1f} k | "
                 f"{base_s / s:.2f} | {gflops:.1f} | {100 * gflops / peak:.0f} | {max(x['peak_rss'] for x in ok) / 2**30:.2f} | "
-                f"{err:.2e} | {psnr:.1f} |"
+                f"{err:.2e} | {psnr:.1f} | {vs_whole} |"
             )
     return rows
 
@@ -250,10 +278,14 @@ def memory_lines(shape, work: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundles", nargs="+", default=[str(ROOT / "bundles" / "mri_denoise_redwgan")])
+    ap.add_argument("--bundles", nargs="+",
+                    default=[str(ROOT / "bundles" / b) for b in ("mri_denoise_redwgan", "mri_sr_mdcsrn", "pet_lowdose_cgan")])
     ap.add_argument("--shape", nargs=3, type=int, default=[192, 224, 192])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--extras", nargs="*", default=[], choices=["fast-torch", "compile"])
+    ap.add_argument("--extras", nargs="*", default=[], choices=["fp32-direct", "fast-torch", "compile"])
+    ap.add_argument("--whole-volume", nargs="*", default=["pet_lowdose_cgan"],
+                    help="bundles whose network also runs on the whole volume at once (memory permitting), "
+                         "for the last column")
     ap.add_argument("--memory-shape", nargs=3, type=int, default=[512, 512, 512])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--bundle", help=argparse.SUPPRESS)
