@@ -86,11 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     infer.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     infer.add_argument("--fast", action="store_true",
-                       help="fast mode: large windows, channels-last, reduced precision where native (see README)")
+                       help="fast mode: fewer, larger windows (small differences at their seams), reduced "
+                            "precision where the hardware has it natively; fp32 stays the default for "
+                            "quantitative work (see README)")
     infer.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                        help="default: fp32 (fast mode: the device's fast precision)")
     infer.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default=None,
-                       help="auto: ONNX Runtime for the default fp32 mode on the CPU when installed")
+                       help="auto: ONNX Runtime for fp32 on the CPU when installed (with Winograd depth "
+                            "convolutions where the network allows), else PyTorch")
     infer.add_argument("--channels-last", action="store_true", help="channels-last 3D memory format")
     infer.add_argument("--sw-batch-size", type=int, default=None, help="windows per forward pass")
     infer.add_argument("--overlap", type=float, default=None, help="sliding-window overlap fraction")

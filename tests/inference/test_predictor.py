@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,16 @@ def test_rejects_impossible_backends():
         Predictor(Identity(), device="cpu", backend="tensorrt")
     with pytest.raises(ValueError, match="fp32 on the CPU"):
         Predictor(Identity(), device="cpu", precision="fp16", backend="onnxruntime")
+
+
+def test_fast_mode_batches_large_windows_one_at_a_time():
+    """Fast mode's batches hold at most FAST_BATCH_VOXELS voxels (activation memory scales with
+    the batch); the default grid keeps sw_batch_size."""
+    from volgan.inference.predictor import FAST_BATCH_VOXELS
+
+    fast = Predictor(Identity(), device="cpu", fast=True, sw_batch_size=4, backend="torch")
+    large, small = fast.plan((192, 224, 192)), fast.plan((40, 40, 40))
+    assert fast.batch_size(large) == 1 and math.prod(large.window) > FAST_BATCH_VOXELS
+    assert fast.batch_size(small) == 4
+    grid = Predictor(Identity(), device="cpu", sw_batch_size=4, backend="torch")
+    assert grid.batch_size(grid.plan((192, 224, 192))) == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -23,6 +24,9 @@ from volgan.io.volume import Volume
 logger = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# fast mode's large windows are batched only up to this many voxels per forward pass (two 64^3
+# windows): activations scale with it, and two 104x120x104 windows took 17 GB in ONNX Runtime
+FAST_BATCH_VOXELS = 2 * 64**3
 BACKENDS = ("auto", "torch", "onnxruntime")
 
 
@@ -63,7 +67,7 @@ class Predictor:
         checkpoint: optional weights file, loaded with ``weights_only=True``.
         roi_size: window size of the default grid (and the minimum padded size for small volumes).
         overlap: window overlap fraction of the default grid.
-        sw_batch_size: windows per forward pass.
+        sw_batch_size: windows per forward pass (in fast mode at most ``FAST_BATCH_VOXELS`` voxels).
         mode: blending, ``"gaussian"`` (default) or ``"constant"``.
         device: where the network runs (default: CUDA if available, else CPU).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` autocast; ``None``: fp32, or the fast
@@ -155,6 +159,13 @@ class Predictor:
             return fitted_plan(shape, self.max_window, self.margin)
         return grid_plan(shape, self.roi_size, self.overlap)
 
+    def batch_size(self, plan: WindowPlan) -> int:
+        """Windows per forward pass: ``sw_batch_size``, capped in fast mode so that a batch holds at
+        most ``FAST_BATCH_VOXELS`` voxels (but always at least one window)."""
+        if not self.fast:
+            return self.sw_batch_size
+        return max(1, min(self.sw_batch_size, FAST_BATCH_VOXELS // math.prod(plan.window)))
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._onnx is not None:
             return self._onnx(x)
@@ -185,9 +196,10 @@ class Predictor:
         if params is None:
             params = self.normaliser.fit(array) if self.normaliser is not None else LinearScale(0.0, 1.0)
         padded, crop = self._pad_to_roi(array, params.offset)
+        plan = self.plan(padded.shape)
         y = sliding_window(
-            padded, self._forward, self.plan(padded.shape), prepare=params.apply,
-            batch_size=self.sw_batch_size, mode=self.mode, device=self.device,
+            padded, self._forward, plan, prepare=params.apply,
+            batch_size=self.batch_size(plan), mode=self.mode, device=self.device,
         )
         y = y[crop]
         y *= params.scale
