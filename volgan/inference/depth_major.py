@@ -41,14 +41,11 @@ class DepthMajorPointwise(nn.Module):
 
     def __init__(self, conv: nn.Conv3d):
         super().__init__()
-        self.out_channels = conv.out_channels
         self.register_buffer("weight", conv.weight.detach()[:, :, 0].clone())
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        depth, channels, height, width = x.shape[1:]
-        y = F.conv2d(x.reshape(-1, channels, height, width), self.weight, self.bias)
-        return y.reshape(-1, depth, self.out_channels, height, width)
+        return F.conv2d(x.flatten(0, 1), self.weight, self.bias).unflatten(0, (-1, x.shape[1]))
 
 
 class DepthMajorConv3d(nn.Module):

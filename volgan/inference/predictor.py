@@ -135,7 +135,9 @@ class Predictor:
         if self.backend == "onnxruntime":
             rewritten = depth_major_network(self.network) if winograd else None
             self.winograd = rewritten is not None
-            self._onnx = OnnxRuntimeForward(rewritten if rewritten is not None else self.network)
+            # the rewrite's Python code depends on the depth only: exported with a small plane
+            self._onnx = OnnxRuntimeForward(rewritten if rewritten is not None else self.network,
+                                            plane_dynamic=rewritten is not None)
         else:
             self.winograd = False
 

@@ -70,8 +70,9 @@ class WinogradDepthConv3d(nn.Module):
         self.register_buffer("bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        depth, channels, height, width = x.shape[1:]
-        tiles = -(-depth // TILE)
+        # only the depth is read as a number, so an ONNX export traced on one plane size serves all
+        depth = x.shape[1]
+        tiles = (depth + TILE - 1) // TILE  # not -(-d // 4): traced into ONNX, integer division truncates
         # zero plane before, enough after for the last tile's 6 inputs (4 * tiles + 2 planes in all)
         xp = F.pad(x, (0, 0, 0, 0, 0, 0, 1, TILE * tiles + 1 - depth))
         s = [xp[:, j : j + TILE * tiles : TILE] for j in range(6)]  # (B, tiles, C, H, W) each
@@ -87,11 +88,10 @@ class WinogradDepthConv3d(nn.Module):
         )
         # A^T has ones in its second column, so the bias goes into m_1 and reaches every output once
         m = [
-            F.conv2d(di.reshape(-1, channels, height, width), self.kernels[i], self.bias if i == 1 else None, padding=1)
-            .reshape(-1, tiles, self.out_channels, height, width)
+            F.conv2d(di.flatten(0, 1), self.kernels[i], self.bias if i == 1 else None, padding=1).unflatten(0, (-1, tiles))
             for i, di in enumerate(d)
         ]
         m12, m21, m34, m43 = m[1] + m[2], m[1] - m[2], m[3] + m[4], m[3] - m[4]
         y = torch.stack((m[0] + m12 + m34, m21 + m43 * 2, m12 + m34 * 4, m21 + m43 * 8 + m[5]), dim=2)
-        y = y.reshape(-1, TILE * tiles, self.out_channels, height, width)
+        y = y.flatten(1, 2)  # (B, 4 * tiles, out, H, W)
         return y[:, :depth] if TILE * tiles != depth else y
