@@ -65,6 +65,7 @@ def _network(bundle: str) -> tuple[torch.nn.Module, dict]:
     net = parser.get_parsed_content("network_def")
     load_generator_weights(net, parser.get_parsed_content("ckpt_path"))
     settings = {k: parser.get_parsed_content(k) for k in ("roi_size", "sw_batch_size", "overlap")}
+    settings["max_window"] = parser.get_parsed_content("max_window") if "max_window" in parser else (128, 128, 128)
     return net.eval(), settings
 
 
@@ -95,7 +96,8 @@ def worker(args) -> None:
 
     volume = np.load(args.volume, mmap_mode=None)
     if args.bundle == "conv":
-        net, settings = torch.nn.Conv3d(1, 1, 3, padding=1).eval(), {"roi_size": [64] * 3, "sw_batch_size": 2, "overlap": 0.25}
+        net = torch.nn.Conv3d(1, 1, 3, padding=1).eval()
+        settings = {"roi_size": [64] * 3, "sw_batch_size": 2, "overlap": 0.25, "max_window": (128, 128, 128)}
     else:
         net, settings = _network(args.bundle)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -109,7 +111,8 @@ def worker(args) -> None:
         fast = args.mode not in ("fp32", "fp32-direct")
         backend = "torch" if args.mode in ("fast-torch", "compile") else "auto"
         pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
-                         overlap=settings["overlap"], device="cpu", fast=fast, backend=backend,
+                         overlap=settings["overlap"], max_window=settings["max_window"], device="cpu",
+                         fast=fast, backend=backend,
                          winograd=args.mode != "fp32-direct")
         if args.mode == "compile":  # compiled for the plan's window shape; compilation reported apart
             pred.network = torch.compile(pred.network)

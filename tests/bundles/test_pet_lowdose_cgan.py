@@ -76,6 +76,19 @@ def test_inference_on_nifti_and_a_dicom_pet_series_in_their_units(tmp_path):
     assert np.abs(in_suv - estimate)[mask].mean() < 0.01 * estimate[mask].mean()
 
 
+def test_fast_mode_runs_typical_pet_volumes_in_one_window():
+    """The U-Net's receptive field is wider than any window overlap: the config's max_window lets
+    fast mode run PET volumes up to 256^3 whole (no seams), and split larger ones."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.yaml"))
+    parser["bundle_root"], parser["fast"], parser["device"] = str(BUNDLE), True, "cpu"
+    predictor = parser.get_parsed_content("predictor")
+    assert len(predictor.plan((98, 116, 94))) == 1
+    assert len(predictor.plan((400, 128, 128))) == 2
+
+
 def test_verify_metadata_with_local_schema():
     verify_metadata(BUNDLE)
 
