@@ -69,26 +69,25 @@ def _network(bundle: str) -> tuple[torch.nn.Module, dict]:
     return net.eval(), settings
 
 
-def _baseline(net, volume: np.ndarray, roi) -> np.ndarray:
-    from monai.inferers import SlidingWindowInferer
-
+def _in_input_units(run, volume: np.ndarray) -> np.ndarray:
+    """``run`` on the percentile-normalised ``(1, 1, D, H, W)`` volume, mapped back to input units."""
     from volgan.data.normalise import PercentileScaler
 
     params = PercentileScaler().fit(volume)
     with torch.no_grad():
-        x = torch.from_numpy(params.apply(volume))[None, None]
-        y = SlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=0.25, mode="gaussian")(x, net)
+        y = run(torch.from_numpy(params.apply(volume))[None, None])
     return params.invert(y[0, 0].numpy())
 
 
-def _whole_volume(net, volume: np.ndarray) -> np.ndarray:
-    """The network on the whole volume at once: what windowed inference approximates."""
-    from volgan.data.normalise import PercentileScaler
+def _baseline(net, volume: np.ndarray, roi) -> np.ndarray:
+    from monai.inferers import SlidingWindowInferer
 
-    params = PercentileScaler().fit(volume)
-    with torch.inference_mode():
-        y = net(torch.from_numpy(params.apply(volume))[None, None])
-    return params.invert(y[0, 0].numpy())
+    return _in_input_units(lambda x: SlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=0.25, mode="gaussian")(x, net), volume)
+
+
+def _padded(shape, roi) -> tuple[int, ...]:
+    """The shape the default grid runs on: axes shorter than the window padded to it."""
+    return tuple(max(int(s), int(r)) for s, r in zip(shape, roi))
 
 
 def worker(args) -> None:
@@ -106,7 +105,7 @@ def worker(args) -> None:
     if args.mode == "baseline":
         out = _baseline(net, volume, settings["roi_size"])
     elif args.mode == "whole":
-        out = _whole_volume(net, volume)
+        out = _in_input_units(net, volume)  # the whole volume at once: what windows approximate
     else:
         fast = args.mode not in ("fp32", "fp32-direct")
         backend = "torch" if args.mode in ("fast-torch", "compile") else "auto"
@@ -122,8 +121,7 @@ def worker(args) -> None:
             extra["prepare_s"] = time.perf_counter() - t
             start = time.perf_counter()
         out = pred.predict_array(volume)
-        padded = volume.shape if fast else tuple(max(s, r) for s, r in zip(volume.shape, pred.roi_size))
-        extra["computed_voxels"] = pred.plan(padded).computed_voxels
+        extra["computed_voxels"] = pred.plan(volume.shape if fast else _padded(volume.shape, pred.roi_size)).computed_voxels
         extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}"
     seconds = time.perf_counter() - start
     np.save(args.out, out.astype(np.float32, copy=False))
@@ -243,8 +241,7 @@ def speed_table(args, peak: float, work: Path) -> list[str]:
             res = run_worker(bundle, "whole", vol_path, work / "whole.npy")
             print(f"  {Path(bundle).name} whole volume: {res}", flush=True)
             whole = np.load(work / "whole.npy") if "seconds" in res else None
-        padded = tuple(max(s, r) for s, r in zip(volume.shape, settings["roi_size"]))
-        base_computed = grid_plan(padded, settings["roi_size"], 0.25).computed_voxels
+        base_computed = grid_plan(_padded(volume.shape, settings["roi_size"]), settings["roi_size"], 0.25).computed_voxels
         base_s = statistics.median(x["seconds"] for x in runs["baseline"] if "seconds" in x)
         for m in modes:
             ok = [x for x in runs[m] if "seconds" in x]

@@ -131,15 +131,11 @@ class Predictor:
         self.max_window, self.margin = tuple(int(s) for s in max_window), int(margin)
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
         self.backend = self._choose_backend(backend)
-        self._onnx = None
-        if self.backend == "onnxruntime":
-            rewritten = depth_major_network(self.network) if winograd else None
-            self.winograd = rewritten is not None
-            # the rewrite's Python code depends on the depth only: exported with a small plane
-            self._onnx = OnnxRuntimeForward(rewritten if rewritten is not None else self.network,
-                                            plane_dynamic=rewritten is not None)
-        else:
-            self.winograd = False
+        rewritten = depth_major_network(self.network) if self.backend == "onnxruntime" and winograd else None
+        self.winograd = rewritten is not None
+        # the rewrite's Python code depends on the depth only: exported with a small plane
+        self._onnx = None if self.backend != "onnxruntime" else OnnxRuntimeForward(
+            rewritten if self.winograd else self.network, plane_dynamic=self.winograd)
 
     def _choose_backend(self, backend: str) -> str:
         if backend not in BACKENDS:

@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# F(4, 3): y = A^T [(G g) * (B^T d)] for 6 inputs d, 3 taps g (cross-correlation, as in CNNs)
-B_T = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
-       (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+# F(4, 3): y = A^T [(G g) * (B^T d)] for 6 inputs d, 3 taps g (cross-correlation, as in CNNs).
+# The kernel transform G is applied once; B^T and A^T are written out as shared sums in forward():
+#   B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+#          [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+#   A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
 G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
      (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
-A_T = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 TILE = 4
 
 
@@ -62,7 +63,6 @@ class WinogradDepthConv3d(nn.Module):
         super().__init__()
         if not is_plain_3x3x3(conv):
             raise ValueError(f"not a 3x3x3 stride-1 zero-padded convolution: {conv}")
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         weight = conv.weight.detach().double()  # (out, in, kd, kh, kw)
         kernels = torch.einsum("tk,oikhw->toihw", torch.tensor(G, dtype=torch.float64), weight)
         self.register_buffer("kernels", kernels.float().contiguous())  # (6, out, in, 3, 3)
