@@ -10,9 +10,11 @@ repeated; the table shows medians:
   CPU its network runs in ONNX Runtime when installed, in depth-major Winograd form when the
   network allows);
 * ``fast``: volgan's Predictor with ``fast=True`` (likewise ONNX Runtime on the CPU in fp32);
-* extras (``--extras fp32-direct fast-torch compile``): fp32 mode in ONNX Runtime without the
-  Winograd rewrite, fast mode with the PyTorch backend, and fast mode with ``torch.compile``
-  (compilation time reported apart).
+* extras (``--extras fp32-direct fast-torch compile baseline-keepmem``): fp32 mode in ONNX
+  Runtime without the Winograd rewrite, fast mode with the PyTorch backend, fast mode with
+  ``torch.compile`` (compilation time reported apart), and the baseline with the host allocator
+  setting the Predictor makes on the CPU (:mod:`volgan.inference.allocator`), which shows how
+  much of a speed-up is that setting alone.
 
 Columns: voxels/s, ratio to the baseline, effective GFLOP/s (the network's direct-convolution
 FLOPs per voxel x voxels the window plan computes / seconds; the Winograd form does half of
@@ -29,7 +31,7 @@ stitcher's memory does not depend on the network; activations depend on the wind
 RSS as a multiple of the volume's size.
 
 Usage: python benchmarks/inference.py [--bundles B ...] [--shape 192 224 192] [--repeats 3]
-       [--extras fp32-direct fast-torch compile] [--memory-shape 512 512 512]
+       [--extras fp32-direct fast-torch compile baseline-keepmem] [--memory-shape 512 512 512]
 """
 
 from __future__ import annotations
@@ -102,13 +104,17 @@ def worker(args) -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     extra = {}
     start = time.perf_counter()
-    if args.mode == "baseline":
+    if args.mode in ("baseline", "baseline-keepmem"):
+        if args.mode == "baseline-keepmem":
+            from volgan.inference.allocator import keep_freed_memory
+
+            keep_freed_memory()
         out = _baseline(net, volume, settings["roi_size"])
     elif args.mode == "whole":
         out = _in_input_units(net, volume)  # the whole volume at once: what windows approximate
     else:
         fast = args.mode not in ("fp32", "fp32-direct")
-        backend = "torch" if args.mode in ("fast-torch", "compile") else "auto"
+        backend = {"fast-torch": "torch", "compile": "torch", "fp32-direct": "onnxruntime"}.get(args.mode, "auto")
         pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
                          overlap=settings["overlap"], max_window=settings["max_window"], device="cpu",
                          fast=fast, backend=backend,
@@ -122,7 +128,7 @@ def worker(args) -> None:
             start = time.perf_counter()
         out = pred.predict_array(volume)
         extra["computed_voxels"] = pred.plan(volume.shape if fast else _padded(volume.shape, pred.roi_size)).computed_voxels
-        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}"
+        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}"
     seconds = time.perf_counter() - start
     np.save(args.out, out.astype(np.float32, copy=False))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -178,7 +184,10 @@ def flops_per_voxel(net: torch.nn.Module) -> float:
     def hook(module, inputs, output):
         nonlocal total
         k = module.weight.shape[2:].numel()
-        total += 2 * output.numel() * (module.in_channels // module.groups) * k
+        # a transposed convolution multiplies each *input* voxel by the kernel (its output is
+        # stride^3 larger); a convolution each output voxel
+        voxels = inputs[0].numel() // module.in_channels if module.transposed else output.numel() // module.out_channels
+        total += 2 * voxels * (module.in_channels // module.groups) * module.out_channels * k
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))]
     with torch.inference_mode():
@@ -287,7 +296,7 @@ def main() -> None:
                     default=[str(ROOT / "bundles" / b) for b in ("mri_denoise_redwgan", "mri_sr_mdcsrn", "pet_lowdose_cgan")])
     ap.add_argument("--shape", nargs=3, type=int, default=[192, 224, 192])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--extras", nargs="*", default=[], choices=["fp32-direct", "fast-torch", "compile"])
+    ap.add_argument("--extras", nargs="*", default=[], choices=["fp32-direct", "fast-torch", "compile", "baseline-keepmem"])
     ap.add_argument("--whole-volume", nargs="*", default=["pet_lowdose_cgan"],
                     help="bundles whose network also runs on the whole volume at once (memory permitting), "
                          "for the last column")

@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                        help="default: fp32 (fast mode: the device's fast precision)")
     infer.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default=None,
-                       help="auto: ONNX Runtime for fp32 on the CPU when installed (with Winograd depth "
-                            "convolutions where the network allows), else PyTorch")
+                       help="auto: ONNX Runtime for fp32 on the CPU when installed and the network has a "
+                            "depth-major Winograd form (RED-WGAN, mDCSRN), else PyTorch")
     infer.add_argument("--channels-last", action="store_true", help="channels-last 3D memory format")
     infer.add_argument("--sw-batch-size", type=int, default=None, help="windows per forward pass")
     infer.add_argument("--overlap", type=float, default=None, help="sliding-window overlap fraction")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from pathlib import Path
@@ -12,18 +13,49 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 
-def fold_batchnorm(network: nn.Module) -> nn.Module:
-    """Fold every BatchNorm that directly follows a convolution into the convolution's weights.
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
-    Uses ``torch.fx`` (eval-mode statistics); a network that cannot be traced is returned as is.
+
+def fold_batchnorm(network: nn.Module) -> nn.Module:
+    """Fold every BatchNorm whose input is a convolution (plain or transposed) used only by it
+    into that convolution's weights and bias (eval-mode statistics).
+
+    Uses ``torch.fx``; a network that cannot be traced is returned as is. The input network is
+    not modified.
     """
-    from torch.fx.experimental.optimization import fuse
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     try:
-        return fuse(network.eval(), inplace=False)
+        graph = torch.fx.symbolic_trace(network.eval())
     except Exception as err:  # tracing limits are network-specific; folding is only an optimisation
         logger.warning("BatchNorm folding skipped (%s: %s)", type(err).__name__, err)
         return network
+    graph = copy.deepcopy(graph)  # the trace shares submodules with ``network``
+    modules = dict(graph.named_modules())
+    for node in list(graph.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], BATCHNORMS):
+            continue
+        source = node.args[0]
+        if not (isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1
+                and isinstance(modules[source.target], CONVOLUTIONS)):
+            continue
+        conv, bn = modules[source.target], modules[node.target]
+        if not bn.track_running_stats or bn.running_mean is None:
+            continue
+        fused = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.modules.conv._ConvTransposeNd))
+        _set_submodule(graph, source.target, fused)
+        node.replace_all_uses_with(source)
+        graph.graph.erase_node(node)
+    graph.graph.lint()
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
+
+
+def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
+    parent, _, name = target.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -14,10 +14,12 @@ from torch import nn
 
 from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
+from volgan.inference.allocator import keep_freed_memory
 from volgan.inference.depth_major import depth_major_network
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
 from volgan.inference.optimise import fast_precision, fold_batchnorm
 from volgan.inference.stitch import sliding_window
+from volgan.inference.subpixel import subpixel_transposed_convolutions
 from volgan.inference.tiling import WindowPlan, fitted_plan, grid_plan
 from volgan.io.volume import Volume
 
@@ -46,11 +48,13 @@ class Predictor:
     input), the windows' outputs are blended with Gaussian weights into a host buffer, and the
     result is mapped back to the input's units on the input's grid (same shape and affine).
     Device memory depends on the window size only; host memory is the input plus one float32
-    volume. BatchNorm layers that follow a convolution are folded into it (same function, fewer
-    passes). In fp32 on the CPU the network runs in ONNX Runtime when it is installed, rewritten
-    (when its operations allow) to depth-major layout with Winograd F(4, 3) depth convolutions,
-    which halves the FLOPs of its 3x3x3 convolutions (:mod:`volgan.inference.depth_major`);
-    ``backend="torch"`` or ``winograd=False`` to opt out.
+    volume. BatchNorm layers that follow a convolution (plain or transposed) are folded into it
+    (same function, fewer passes). In fp32 on the CPU a network that can be rewritten to
+    depth-major layout with Winograd F(4, 3) depth convolutions (half the FLOPs of its 3x3x3
+    convolutions, :mod:`volgan.inference.depth_major`) runs so in ONNX Runtime when it is
+    installed; ``backend="torch"`` or ``winograd=False`` to opt out. Other networks run in
+    PyTorch, on the CPU with strided transposed convolutions as stride-1 convolutions plus a
+    pixel shuffle (:mod:`volgan.inference.subpixel`), which is exact and faster there.
 
     Two speeds:
 
@@ -77,10 +81,11 @@ class Predictor:
         max_window: largest window per axis in fast mode.
         margin: overlap of fast-mode windows in voxels (at least twice the network's receptive
             radius keeps zero-padding effects out of the blended result).
-        backend: ``"auto"`` (ONNX Runtime for fp32 on the CPU when installed, else PyTorch),
-            ``"torch"`` or ``"onnxruntime"``.
+        backend: ``"auto"`` (ONNX Runtime for fp32 on the CPU when installed and the network has
+            a depth-major Winograd rewrite, else PyTorch), ``"torch"`` or ``"onnxruntime"``.
         winograd: with ONNX Runtime, run the depth-major Winograd rewrite of the network when
-            it has one (same function up to fp32 rounding).
+            it has one (same function up to fp32 rounding); ``False`` with ``backend="auto"``
+            runs PyTorch.
         normaliser: object with ``fit(array) -> LinearScale`` (default: ``PercentileScaler()``).
             One that needs the volume's metadata (e.g. :class:`~volgan.data.SuvScaler`, whose
             SUV factor comes from DICOM headers) also has ``fit_volume(volume) -> LinearScale``,
@@ -121,30 +126,38 @@ class Predictor:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if checkpoint is not None:
             load_generator_weights(network, checkpoint)
-        network = fold_batchnorm(network.eval())
-        self.channels_last = self.fast if channels_last is None else bool(channels_last)
-        self.network = network.to(self.device)
-        if self.channels_last:
-            self.network = self.network.to(memory_format=torch.channels_last_3d)
+        self.network = fold_batchnorm(network.eval()).to(self.device)
         self.roi_size = tuple(int(s) for s in roi_size)
         self.overlap, self.sw_batch_size, self.mode = float(overlap), int(sw_batch_size), mode
         self.max_window, self.margin = tuple(int(s) for s in max_window), int(margin)
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
-        self.backend = self._choose_backend(backend)
-        rewritten = depth_major_network(self.network) if self.backend == "onnxruntime" and winograd else None
-        self.winograd = rewritten is not None
+        cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
+        rewritten = depth_major_network(self.network) if cpu_fp32 and winograd and backend != "torch" else None
+        self.backend = self._choose_backend(backend, rewritten is not None)
+        self.winograd = self.backend == "onnxruntime" and rewritten is not None
         # the rewrite's Python code depends on the depth only: exported with a small plane
         self._onnx = None if self.backend != "onnxruntime" else OnnxRuntimeForward(
             rewritten if self.winograd else self.network, plane_dynamic=self.winograd)
+        self.subpixel = 0
+        if self.backend == "torch" and self.device.type == "cpu":
+            # PyTorch's CPU transposed convolutions scatter (col2im); as stride-1 convolutions
+            # plus a pixel shuffle the PET U-Net ran 1.3-1.4x faster
+            self.network, self.subpixel = subpixel_transposed_convolutions(self.network)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # large host allocations reused: no page faults on every pass
+        self.channels_last = self.fast if channels_last is None else bool(channels_last)
+        if self.channels_last:
+            self.network = self.network.to(memory_format=torch.channels_last_3d)
 
-    def _choose_backend(self, backend: str) -> str:
+    def _choose_backend(self, backend: str, has_rewrite: bool) -> str:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "auto":
-            # ONNX Runtime with the Winograd rewrite was 2.5x PyTorch on RED-WGAN's 64^3 windows
-            # and on fast mode's large windows (README, "Inference speed and memory")
-            cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
-            return "onnxruntime" if cpu_fp32 and onnxruntime_available() else "torch"
+            # ONNX Runtime with the Winograd rewrite was 1.6-1.9x PyTorch on RED-WGAN and mDCSRN;
+            # without it (the PET U-Net's strided and transposed convolutions) PyTorch with
+            # sub-pixel transposed convolutions was faster and needs no export per window shape
+            # (README, "Inference speed and memory")
+            return "onnxruntime" if has_rewrite and onnxruntime_available() else "torch"
         if backend == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
             raise ValueError("the onnxruntime backend runs fp32 on the CPU only")
         if backend == "onnxruntime" and not onnxruntime_available():

@@ -22,9 +22,10 @@ windows of any shape work.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import List
+from typing import List, Tuple
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -60,6 +61,26 @@ def _widths(preset: str, channels: Sequence[int] | None) -> tuple[int, ...]:
     if len(channels) < 2:
         raise ValueError(f"the U-Net needs at least two levels; got channels={tuple(channels)}")
     return tuple(int(c) for c in channels)
+
+
+@torch.fx.wrap
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, List[int]]:
+    """Edge-pad the spatial axes of ``(B, C, D, H, W)`` to a multiple of ``multiple`` (centred);
+    returns the padded tensor and the pads in ``F.pad`` order (last axis first).
+
+    A leaf of ``torch.fx`` traces (its arithmetic is on shapes), so the rest of the generator
+    traces and its BatchNorms fold at inference."""
+    pads: List[int] = []
+    for axis in range(x.dim() - 1, 1, -1):
+        extra = (multiple - x.shape[axis] % multiple) % multiple
+        pads += [extra // 2, extra - extra // 2]
+    return (F.pad(x, pads, mode="replicate") if sum(pads) > 0 else x), pads
+
+
+@torch.fx.wrap
+def crop_padding(y: torch.Tensor, pads: List[int]) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple` on ``y`` (same spatial shape as the padded input)."""
+    return y[:, :, pads[4] : y.shape[2] - pads[5], pads[2] : y.shape[3] - pads[3], pads[0] : y.shape[4] - pads[1]]
 
 
 class PetUNetGenerator(nn.Module):
@@ -105,12 +126,7 @@ class PetUNetGenerator(nn.Module):
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape: List[int] = list(x.shape[2:])
-        pads: List[int] = []  # edge padding to a multiple of 2**depth; F.pad lists the last axis first
-        for axis in range(len(shape) - 1, -1, -1):
-            extra = (self.multiple - shape[axis] % self.multiple) % self.multiple
-            pads += [extra // 2, extra - extra // 2]
-        padded = F.pad(x, pads, mode="replicate") if sum(pads) > 0 else x
+        padded, pads = pad_to_multiple(x, self.multiple)
         skips: List[torch.Tensor] = []
         y = padded
         for down in self.encoder:
@@ -122,8 +138,7 @@ class PetUNetGenerator(nn.Module):
         y = self.head(y)
         if self.residual:
             y = y + padded
-        y = F.relu(y)
-        return y[:, :, pads[4] : pads[4] + shape[0], pads[2] : pads[2] + shape[1], pads[0] : pads[0] + shape[2]]
+        return crop_padding(F.relu(y), pads)
 
 
 class ConcatenatedGenerator(nn.Module):

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from volgan.inference.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible, subpixel_transposed_convolutions
+from volgan.networks import PetUNetGenerator
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding, bias",
+    [(4, 2, 1, True), (4, 2, 0, False), (2, 2, 0, True), (3, 3, 1, True), (6, 3, 2, False),
+     ((4, 2, 6), (2, 2, 3), (1, 0, 2), True), ((4, 1, 4), (2, 1, 2), (1, 0, 1), True)],
+)
+@pytest.mark.parametrize("shape", [(4, 7, 3), (1, 1, 1), (6, 5, 8)])
+def test_subpixel_form_equals_the_transposed_convolution(kernel, stride, padding, bias, shape):
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose3d(5, 3, kernel, stride=stride, padding=padding, bias=bias).eval()
+    x = torch.randn(2, 5, *shape)
+    with torch.no_grad():
+        ref = conv(x)
+        out = SubPixelConvTranspose3d(conv)(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [nn.ConvTranspose3d(4, 4, 3, stride=2, padding=1),  # kernel not a multiple of the stride
+     nn.ConvTranspose3d(4, 4, 4, stride=2, padding=1, output_padding=1),
+     nn.ConvTranspose3d(4, 4, 4, stride=2, padding=1, groups=2),
+     nn.ConvTranspose3d(4, 4, 4, stride=2, padding=1, dilation=2),
+     nn.ConvTranspose3d(4, 4, 3, stride=1, padding=1),  # stride 1: nothing to gain
+     nn.Conv3d(4, 4, 4, stride=2, padding=1)],
+)
+def test_other_layers_are_left_alone(conv):
+    assert not is_subpixel_convertible(conv)
+    with pytest.raises(ValueError, match="not a strided transposed convolution"):
+        SubPixelConvTranspose3d(conv)
+    net = nn.Sequential(conv)
+    assert subpixel_transposed_convolutions(net) == (net, 0)
+
+
+def test_pet_unet_in_subpixel_form_computes_the_same_function():
+    """Every transposed convolution of the PET U-Net (decoder and head) is converted, in a copy."""
+    torch.manual_seed(0)
+    net = PetUNetGenerator(channels=(4, 8, 8), residual=True).eval()
+    for p in net.parameters():
+        nn.init.normal_(p, std=0.2)
+    converted, count = subpixel_transposed_convolutions(net)
+    assert count == 3
+    assert not any(isinstance(m, nn.ConvTranspose3d) for m in converted.modules())
+    assert sum(isinstance(m, nn.ConvTranspose3d) for m in net.modules()) == 3  # the original is unchanged
+    x = torch.rand(2, 1, 13, 18, 9)
+    with torch.no_grad():
+        ref = net(x)
+        torch.testing.assert_close(converted(x), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))

@@ -1,0 +1,78 @@
+"""Strided transposed 3D convolutions as stride-1 convolutions followed by a pixel shuffle.
+
+A transposed convolution with kernel ``k`` and stride ``s`` (``k`` a multiple of ``s``) gives
+output ``o`` (with ``q, r = divmod(o + padding, s)``) as ``sum_t x[q - t] * w[s * t + r]`` for
+``t < T = k / s``: for each residue ``r`` a stride-1 correlation with ``T`` taps. So one stride-1
+convolution with ``T^3`` taps and ``s^3 * out_channels`` outputs, on the input zero-padded by
+``T - 1``, computes every residue class; interleaving the classes (a 3D pixel shuffle) and
+cropping ``padding`` gives the transposed convolution exactly, with the same multiplications (up
+to the ``T - 1`` border planes). On the CPU, PyTorch's transposed convolution scatters its
+result (col2im) and ran the PET U-Net's decoder at a fraction of the speed of its convolutions;
+this form runs at convolution speed (README, "Inference speed and memory").
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def is_subpixel_convertible(module: nn.Module) -> bool:
+    """A 3D transposed convolution with stride > 1 that this form computes exactly: kernel a
+    multiple of the stride on every axis, no dilation, groups or output padding."""
+    return (
+        isinstance(module, nn.ConvTranspose3d)
+        and any(s > 1 for s in module.stride)
+        and all(k % s == 0 for k, s in zip(module.kernel_size, module.stride))
+        and all(d == 1 for d in module.dilation)
+        and all(p == 0 for p in module.output_padding)
+        and module.groups == 1
+    )
+
+
+class SubPixelConvTranspose3d(nn.Module):
+    """Inference-only equivalent of a :class:`torch.nn.ConvTranspose3d` (see the module docstring)."""
+
+    def __init__(self, conv: nn.ConvTranspose3d):
+        super().__init__()
+        if not is_subpixel_convertible(conv):
+            raise ValueError(f"not a strided transposed convolution this form computes exactly: {conv}")
+        self.stride, self.padding = tuple(conv.stride), tuple(conv.padding)
+        self.taps = tuple(k // s for k, s in zip(conv.kernel_size, conv.stride))
+        self.out_channels = conv.out_channels
+        w = conv.weight.detach()  # (in, out, kd, kh, kw); kernel index s * t + r
+        cin, cout = w.shape[:2]
+        (sd, sh, sw), (td, th, tw) = self.stride, self.taps
+        w = w.reshape(cin, cout, td, sd, th, sh, tw, sw)
+        # output channel (rd, rh, rw, out); tap u = T - 1 - t (correlation over the padded input)
+        w = w.flip(2, 4, 6).permute(3, 5, 7, 1, 0, 2, 4, 6).reshape(sd * sh * sw * cout, cin, td, th, tw)
+        self.register_buffer("weight", w.contiguous())
+        bias = None if conv.bias is None else conv.bias.detach().repeat(sd * sh * sw)
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (td, th, tw), (sd, sh, sw), (pd, ph, pw) = self.taps, self.stride, self.padding
+        b, _, d, h, w = x.shape
+        y = F.conv3d(x, self.weight, self.bias, padding=(td - 1, th - 1, tw - 1))
+        qd, qh, qw = y.shape[2:]
+        y = y.reshape(b, sd, sh, sw, self.out_channels, qd, qh, qw).permute(0, 4, 5, 1, 6, 2, 7, 3)
+        y = y.reshape(b, self.out_channels, qd * sd, qh * sh, qw * sw)
+        od, oh, ow = (d - 1) * sd - 2 * pd + td * sd, (h - 1) * sh - 2 * ph + th * sh, (w - 1) * sw - 2 * pw + tw * sw
+        return y[:, :, pd : pd + od, ph : ph + oh, pw : pw + ow]
+
+
+def subpixel_transposed_convolutions(network: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of ``network`` with every convertible transposed convolution in sub-pixel form, and
+    how many were converted (``network`` itself when none is)."""
+    names = [name for name, m in network.named_modules() if is_subpixel_convertible(m)]
+    if not names:
+        return network, 0
+    network = copy.deepcopy(network)
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        owner = network.get_submodule(parent) if parent else network
+        setattr(owner, child, SubPixelConvTranspose3d(owner.get_submodule(child)))
+    return network, len(names)
