@@ -19,6 +19,21 @@ def phantom(shape=(20, 24, 18), seed: int = 0) -> np.ndarray:
     return (vol + rng.normal(0, 0.5, shape) * (r < 0.8)).clip(0).astype(np.float32)
 
 
+def randomised(net):
+    """``net`` in eval mode with non-trivial weights and BatchNorm statistics (seeded)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    for p in net.parameters():
+        nn.init.normal_(p, std=0.1)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
 def oblique_affine(spacing=(1.2, 0.9, 2.5)) -> np.ndarray:
     angle = np.deg2rad(10)
     rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])

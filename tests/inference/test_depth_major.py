@@ -4,22 +4,11 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import randomised
 from volgan.inference.depth_major import depth_major_network
 from volgan.inference.optimise import fold_batchnorm
 from volgan.inference.winograd import WinogradDepthConv3d, worth_winograd
 from volgan.networks import MdcsrnGenerator, PetUNetGenerator, RedWganGenerator
-
-
-def randomised(net: nn.Module) -> nn.Module:
-    """Non-trivial weights and BatchNorm statistics, eval mode."""
-    torch.manual_seed(0)
-    for p in net.parameters():
-        nn.init.normal_(p, std=0.1)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-    return net.eval()
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6, 7, 9, 12])

@@ -3,19 +3,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tests.conftest import randomised
 from volgan.inference.optimise import fold_batchnorm
 from volgan.networks import PetUNetGenerator
-
-
-def randomised(net: nn.Module) -> nn.Module:
-    torch.manual_seed(0)
-    for p in net.parameters():
-        nn.init.normal_(p, std=0.2)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-    return net.eval()
 
 
 def count(net: nn.Module, kind) -> int:

@@ -44,18 +44,13 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
         if not bn.track_running_stats or bn.running_mean is None:
             continue
         fused = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.modules.conv._ConvTransposeNd))
-        _set_submodule(graph, source.target, fused)
+        graph.set_submodule(source.target, fused)
         node.replace_all_uses_with(source)
         graph.graph.erase_node(node)
     graph.graph.lint()
     graph.delete_all_unused_submodules()
     graph.recompile()
     return graph
-
-
-def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
-    parent, _, name = target.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
 def cpu_has_fast_bf16() -> bool:

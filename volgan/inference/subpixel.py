@@ -72,7 +72,5 @@ def subpixel_transposed_convolutions(network: nn.Module) -> tuple[nn.Module, int
         return network, 0
     network = copy.deepcopy(network)
     for name in names:
-        parent, _, child = name.rpartition(".")
-        owner = network.get_submodule(parent) if parent else network
-        setattr(owner, child, SubPixelConvTranspose3d(owner.get_submodule(child)))
+        network.set_submodule(name, SubPixelConvTranspose3d(network.get_submodule(name)))
     return network, len(names)
