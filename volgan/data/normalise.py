@@ -39,18 +39,16 @@ def high_percentile(a: np.ndarray, q: float, sample: int = 1 << 16) -> float:
     rank = q / 100.0 * (n - 1)
     lo = int(np.floor(rank))
     hi = min(lo + 1, n - 1)
-    if n > 4 * sample and q >= 90.0 and np.issubdtype(flat.dtype, np.floating):
+    if n > 4 * sample and q >= 90.0 and np.issubdtype(flat.dtype, np.floating) and not np.isnan(flat).any():
         # a threshold at a lower percentile of the sample: rarely above the answer
         threshold = np.percentile(flat[:: n // sample], max(2 * q - 100.0 - 1.0, 0.0))
         above = flat >= threshold
         below = n - int(np.count_nonzero(above))
-        if below <= lo and not np.isnan(threshold):
-            top = flat[above]
-            if not np.isnan(top).any() and not np.isnan(flat).any():
-                part = np.partition(top, [lo - below, hi - below])
-                low_value, high_value, t = part[lo - below], part[hi - below], rank - lo
-                diff = high_value - low_value  # NumPy's interpolation, in the array's precision
-                return float(high_value - diff * (1 - t) if t >= 0.5 else low_value + diff * t)
+        if below <= lo:
+            part = np.partition(flat[above], [lo - below, hi - below])
+            low_value, high_value, t = part[lo - below], part[hi - below], rank - lo
+            diff = high_value - low_value  # NumPy's interpolation, in the array's precision
+            return float(high_value - diff * (1 - t) if t >= 0.5 else low_value + diff * t)
     return float(np.percentile(a, q))
 
 

@@ -43,7 +43,7 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
         conv, bn = modules[source.target], modules[node.target]
         if not bn.track_running_stats or bn.running_mean is None:
             continue
-        fused = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.modules.conv._ConvTransposeNd))
+        fused = fuse_conv_bn_eval(conv, bn, transpose=conv.transposed)
         graph.set_submodule(source.target, fused)
         node.replace_all_uses_with(source)
         graph.graph.erase_node(node)
