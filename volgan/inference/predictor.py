@@ -16,6 +16,7 @@ from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
 from volgan.inference.allocator import keep_freed_memory
 from volgan.inference.depth_major import depth_major_network
+from volgan.inference.native_dense import native_mdcsrn
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
 from volgan.inference.optimise import fast_precision, fold_batchnorm
 from volgan.inference.stitch import sliding_window
@@ -29,7 +30,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # fast mode's large windows are batched only up to this many voxels per forward pass (two 64^3
 # windows): activations scale with it, and two 104x120x104 windows took 17 GB in ONNX Runtime
 FAST_BATCH_VOXELS = 2 * 64**3
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "native", "onnxruntime", "torch")
 
 
 def load_generator_weights(network: nn.Module, checkpoint: str | os.PathLike, key: str = "generator") -> nn.Module:
@@ -49,12 +50,14 @@ class Predictor:
     result is mapped back to the input's units on the input's grid (same shape and affine).
     Device memory depends on the window size only; host memory is the input plus one float32
     volume. BatchNorm layers that follow a convolution (plain or transposed) are folded into it
-    (same function, fewer passes). In fp32 on the CPU a network that can be rewritten to
-    depth-major layout with Winograd F(4, 3) depth convolutions (half the FLOPs of its 3x3x3
-    convolutions, :mod:`volgan.inference.depth_major`) runs so in ONNX Runtime when it is
-    installed; ``backend="torch"`` or ``winograd=False`` to opt out. Other networks run in
-    PyTorch, on the CPU with strided transposed convolutions as stride-1 convolutions plus a
-    pixel shuffle (:mod:`volgan.inference.subpixel`), which is exact and faster there.
+    (same function, fewer passes). In fp32 on the CPU, networks with 3x3x3 convolutions run with
+    Winograd F(4, 3) along depth (half their FLOPs; ``winograd=False`` or ``backend="torch"`` to
+    opt out): the mDCSRN generator in volgan's native form (:mod:`volgan.inference.native_dense`:
+    PyTorch 2D convolutions and fused C passes, needs a C compiler), other networks that allow
+    the depth-major rewrite (:mod:`volgan.inference.depth_major`, RED-WGAN) in ONNX Runtime when it
+    is installed. Other networks run in PyTorch, on the CPU with strided transposed convolutions
+    as stride-1 convolutions plus a pixel shuffle (:mod:`volgan.inference.subpixel`), which is
+    exact and faster there.
 
     Two speeds:
 
@@ -81,11 +84,12 @@ class Predictor:
         max_window: largest window per axis in fast mode.
         margin: overlap of fast-mode windows in voxels (at least twice the network's receptive
             radius keeps zero-padding effects out of the blended result).
-        backend: ``"auto"`` (ONNX Runtime for fp32 on the CPU when installed and the network has
-            a depth-major Winograd rewrite, else PyTorch), ``"torch"`` or ``"onnxruntime"``.
-        winograd: with ONNX Runtime, run the depth-major Winograd rewrite of the network when
-            it has one (same function up to fp32 rounding); ``False`` with ``backend="auto"``
-            runs PyTorch.
+        backend: ``"auto"`` (on the CPU in fp32: ``"native"`` for mDCSRN when the C kernels
+            build, else ONNX Runtime when installed and the network has a depth-major Winograd
+            rewrite, else PyTorch), ``"native"``, ``"onnxruntime"`` or ``"torch"``.
+        winograd: on the CPU in fp32, run 3x3x3 convolutions as depth Winograd (natively or in
+            ONNX Runtime; same function up to fp32 rounding); ``False`` with ``backend="auto"``
+            runs PyTorch, with ``backend="onnxruntime"`` ONNX Runtime's direct convolutions.
         normaliser: object with ``fit(array) -> LinearScale`` (default: ``PercentileScaler()``).
             One that needs the volume's metadata (e.g. :class:`~volgan.data.SuvScaler`, whose
             SUV factor comes from DICOM headers) also has ``fit_volume(volume) -> LinearScale``,
@@ -132,13 +136,15 @@ class Predictor:
         self.max_window, self.margin = tuple(int(s) for s in max_window), int(margin)
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
         cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
-        try_rewrite = cpu_fp32 and winograd and backend != "torch" and onnxruntime_available()
+        use_winograd = cpu_fp32 and winograd
+        self._native = native_mdcsrn(network.eval()) if use_winograd and backend in ("auto", "native") else None
+        try_rewrite = use_winograd and self._native is None and backend in ("auto", "onnxruntime") and onnxruntime_available()
         rewritten = depth_major_network(self.network) if try_rewrite else None
         self.backend = self._choose_backend(backend, rewritten is not None)
-        self.winograd = self.backend == "onnxruntime" and rewritten is not None
+        self.winograd = self.backend == "native" or (self.backend == "onnxruntime" and rewritten is not None)
         # the rewrite's Python code depends on the depth only: exported with a small plane
         self._onnx = None if self.backend != "onnxruntime" else OnnxRuntimeForward(
-            rewritten if self.winograd else self.network, plane_dynamic=self.winograd)
+            rewritten if rewritten is not None else self.network, plane_dynamic=rewritten is not None)
         self.subpixel = 0
         if self.backend == "torch" and self.device.type == "cpu":
             # PyTorch's CPU transposed convolutions scatter (col2im); as stride-1 convolutions
@@ -154,11 +160,17 @@ class Predictor:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "auto":
-            # ONNX Runtime with the Winograd rewrite was 1.6-1.9x PyTorch on RED-WGAN and mDCSRN;
+            # on the CPU in fp32: volgan's native mDCSRN (2x ONNX Runtime's depth-major Winograd
+            # graph), then ONNX Runtime with the Winograd rewrite (1.6-1.9x PyTorch on RED-WGAN);
             # without it (the PET U-Net's strided and transposed convolutions) PyTorch with
             # sub-pixel transposed convolutions was faster and needs no export per window shape
             # (README, "Inference speed and memory")
-            return "onnxruntime" if has_rewrite and onnxruntime_available() else "torch"
+            if self._native is not None:
+                return "native"
+            return "onnxruntime" if has_rewrite else "torch"
+        if backend == "native" and self._native is None:
+            raise ValueError("backend='native' runs an mDCSRN generator in fp32 on the CPU with winograd=True and "
+                             "needs a C compiler (cc, or $CC); see volgan.inference.native_kernels")
         if backend == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
             raise ValueError("the onnxruntime backend runs fp32 on the CPU only")
         if backend == "onnxruntime" and not onnxruntime_available():
@@ -179,6 +191,8 @@ class Predictor:
         return max(1, min(self.sw_batch_size, FAST_BATCH_VOXELS // math.prod(plan.window)))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._native is not None:
+            return self._native(x)
         if self._onnx is not None:
             return self._onnx(x)
         if self.channels_last:

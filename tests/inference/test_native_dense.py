@@ -1,0 +1,139 @@
+"""The native CPU mDCSRN (depth Winograd, PyTorch 2D convolutions, fused C passes) and its kernels."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import phantom, randomised
+from volgan.inference import Predictor
+from volgan.inference import native_kernels
+from volgan.inference.native_dense import native_mdcsrn
+from volgan.networks import MdcsrnGenerator, RedWganGenerator
+
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="needs a C compiler")
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """load_library() rebuilt from scratch in an empty cache; the cached library restored afterwards."""
+    monkeypatch.setenv("VOLGAN_KERNEL_CACHE", str(tmp_path / "cache"))
+    native_kernels.load_library.cache_clear()
+    yield tmp_path / "cache"
+    native_kernels.load_library.cache_clear()
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: MdcsrnGenerator("small"), (1, 1, 13, 17, 11)),  # depth not a multiple of the tile
+    (lambda: MdcsrnGenerator("small"), (2, 1, 8, 9, 10)),  # a batch
+    (lambda: MdcsrnGenerator("small"), (1, 1, 1, 6, 5)),  # a single plane: every neighbour is padding
+    (lambda: MdcsrnGenerator("small", global_residual=False), (1, 1, 6, 7, 8)),  # the published network
+    (lambda: MdcsrnGenerator(k=4, blocks=2, units=3, in_channels=2), (1, 2, 9, 8, 7)),  # channels not multiples of 8
+])
+def test_native_mdcsrn_computes_the_network(make, shape):
+    net = randomised(make())
+    native = native_mdcsrn(net)
+    assert native is not None
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        ref = net(x)
+    y = native(x)
+    assert y.shape == ref.shape
+    assert (y - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
+
+
+def test_network_is_unchanged_and_the_paper_preset_runs():
+    net = randomised(MdcsrnGenerator("paper"))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(1, 1, 8, 8, 8)
+    with torch.no_grad():
+        ref = net(x)
+    assert (native_mdcsrn(net)(x) - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+
+
+def test_other_networks_and_layers_are_refused():
+    assert native_mdcsrn(RedWganGenerator("small").eval()) is None
+    assert native_mdcsrn(MdcsrnGenerator("small").train()) is None  # batch statistics, not the running ones
+    relu = MdcsrnGenerator("small").eval()
+    relu.blocks[1].units[2].act = nn.ReLU()
+    assert native_mdcsrn(relu) is None
+    dilated = MdcsrnGenerator("small").eval()
+    dilated.blocks[0].units[0].conv = nn.Conv3d(16, 8, 3, padding=2, dilation=2)
+    assert native_mdcsrn(dilated) is None
+
+
+def test_kernel_elu_matches_torch_over_the_whole_range():
+    """The input kernel's ELU (branch-free exp) against torch's, read back through the transform:
+    a one-plane volume leaves only input plane 1 of tile 0, and d_5 = 4 * ELU(x)."""
+    library = native_kernels.load_library()
+    x = torch.cat([torch.linspace(-100, 20, 4001), torch.linspace(-1e-3, 1e-3, 999), torch.tensor([0.0, -87.5, -1e4])])
+    plane, alpha = x.numel(), 0.7
+    d = torch.full((6, 1, plane, 1), float("nan"))
+    one, zero = torch.ones(1), torch.zeros(1)
+    library.winograd_input_affine_elu(x.data_ptr(), 1, d.data_ptr(), one.data_ptr(), zero.data_ptr(), alpha,
+                                      1, 1, plane, 1, 1, 0, 1)
+    expected = nn.functional.elu(x, alpha=alpha)
+    torch.testing.assert_close(d[5].flatten() / 4, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(d[0].flatten(), torch.zeros(plane))  # planes -1 and 3 are padding; 4 * s0 - 5 * s2 + s4 = 0
+
+
+def test_predictor_runs_mdcsrn_natively_and_matches_pytorch():
+    net = randomised(MdcsrnGenerator("small"))
+    nn.init.normal_(net.reconstruction.weight, std=0.1)
+    arr = phantom((22, 19, 17))
+    native = Predictor(net, roi_size=(16, 16, 16), device="cpu")
+    assert native.backend == "native" and native.winograd
+    torch_pred = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
+    ref = torch_pred.predict_array(arr)
+    np.testing.assert_allclose(native.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
+    assert Predictor(net, device="cpu", fast=True).backend == "native"
+    assert Predictor(net, device="cpu", winograd=False).backend == "torch"
+    with pytest.raises(ValueError, match="backend='native' runs an mDCSRN"):
+        Predictor(RedWganGenerator("small"), device="cpu", backend="native")
+
+
+def test_without_kernels_auto_falls_back_and_native_is_refused(fresh_library, monkeypatch):
+    monkeypatch.setenv("CC", str(fresh_library / "no-such-compiler"))
+    assert native_kernels.load_library() is None
+    net = MdcsrnGenerator("small").eval()
+    assert native_mdcsrn(net) is None
+    assert Predictor(net, device="cpu").backend in ("onnxruntime", "torch")
+    with pytest.raises(ValueError, match="needs a C compiler"):
+        Predictor(net, device="cpu", backend="native")
+    native_kernels.load_library.cache_clear()
+    monkeypatch.delenv("CC")
+    monkeypatch.setenv("VOLGAN_NATIVE_KERNELS", "0")
+    assert native_kernels.load_library() is None
+
+
+def test_kernels_build_once_into_the_cache_even_from_concurrent_processes(fresh_library):
+    """Four processes start with an empty cache at once: all load the kernels, and exactly one
+    library (no temporary files) is left in the cache."""
+    code = ("from volgan.inference.native_kernels import load_library\n"
+            "lib = load_library(); assert lib is not None; print(lib._name)")
+    env = {**os.environ, "VOLGAN_KERNEL_CACHE": str(fresh_library)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    paths = {p.communicate(timeout=300)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(paths) == 1
+    assert [f.name for f in fresh_library.iterdir()] == [os.path.basename(paths.pop())]
+    library = native_kernels.load_library()  # this process: the cached file, not a rebuild
+    assert isinstance(library, ctypes.CDLL) and len(list(fresh_library.iterdir())) == 1
+
+
+def test_a_failing_compiler_leaves_no_file_behind(fresh_library, monkeypatch, tmp_path):
+    failing = tmp_path / "cc"
+    failing.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("CC", str(failing))
+    assert native_kernels.load_library() is None
+    assert not fresh_library.exists() or list(fresh_library.iterdir()) == []

@@ -1,0 +1,139 @@
+/* Fused passes around a 3x3x3 convolution computed as Winograd F(4, 3) along depth and 3x3 2D
+ * convolutions in-plane (see volgan/inference/native_dense.py for the algorithm and the layouts).
+ *
+ * Activations are channels-last volumes: (batch, depth, plane, channel) with a channel stride
+ * (the volume may be a channel range of a wider buffer). "Tiles" are groups of 4 output planes;
+ * tile t of a batch item reads input planes 4t-1 .. 4t+4 (out-of-range planes are the zero
+ * padding). Each function handles jobs [begin, end) of the batch * tiles jobs, so callers can
+ * split the work between threads.
+ */
+#include <stdint.h>
+#include <string.h>
+
+/* the channel loops read and write distinct buffers */
+#if defined(__clang__)
+#define IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define IVDEP _Pragma("GCC ivdep")
+#else
+#define IVDEP
+#endif
+
+/* exp(x) for x <= 0 (clamped at -87): 2^n * 2^f with n = round(x log2 e), |f| <= 1/2, and a
+ * degree-6 Taylor polynomial of 2^f (relative error about 1.2e-7). Written without branches or
+ * library calls so that compilers vectorise the loops that use it. */
+static inline float exp_nonpositive(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    float t = x * 1.44269504088896341f;
+    float r = t + 12582912.0f; /* 1.5 * 2^23: rounds t to the nearest integer */
+    float n = r - 12582912.0f;
+    float f = t - n;
+    int32_t bits;
+    memcpy(&bits, &r, sizeof bits);
+    int32_t scale_bits = (bits - 0x4B400000 + 127) << 23; /* 2^n as a float */
+    float scale;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    float p = 1.540353039e-4f;
+    p = p * f + 1.333355815e-3f;
+    p = p * f + 9.618129108e-3f;
+    p = p * f + 5.550410866e-2f;
+    p = p * f + 2.402265070e-1f;
+    p = p * f + 6.931471806e-1f;
+    p = p * f + 1.0f;
+    return p * scale;
+}
+
+static inline float affine_elu(float x, float scale, float shift, float alpha)
+{
+    float z = x * scale + shift;
+    float e = alpha * (exp_nonpositive(z < 0.0f ? z : 0.0f) - 1.0f);
+    return z > 0.0f ? z : e;
+}
+
+/* d_i = B^T applied to ELU(scale * x + shift) along depth, for the 6 input planes of each tile.
+ * x: (batch, depth, plane, x_stride), channels [0, channels) read.
+ * d: 6 blocks of (batch * tiles, plane, channels), contiguous. */
+void winograd_input_affine_elu(const float *x, int64_t x_stride, float *d, const float *scale, const float *shift,
+                               float alpha, int64_t batch, int64_t depth, int64_t plane, int64_t channels,
+                               int64_t tiles, int64_t begin, int64_t end)
+{
+    const int64_t block = batch * tiles * plane * channels;
+    for (int64_t job = begin; job < end; ++job) {
+        const int64_t b = job / tiles, t = job % tiles;
+        const float *in[6];
+        float keep[6];
+        for (int k = 0; k < 6; ++k) {
+            int64_t z = 4 * t - 1 + k;
+            keep[k] = (z >= 0 && z < depth) ? 1.0f : 0.0f;
+            z = z < 0 ? 0 : (z >= depth ? depth - 1 : z); /* any valid plane; multiplied by 0 */
+            in[k] = x + (b * depth + z) * plane * x_stride;
+        }
+        float *out = d + job * plane * channels;
+        for (int64_t p = 0; p < plane; ++p) {
+            const float *restrict x0 = in[0] + p * x_stride, *restrict x1 = in[1] + p * x_stride;
+            const float *restrict x2 = in[2] + p * x_stride, *restrict x3 = in[3] + p * x_stride;
+            const float *restrict x4 = in[4] + p * x_stride, *restrict x5 = in[5] + p * x_stride;
+            float *restrict d0 = out + p * channels, *restrict d1 = d0 + block, *restrict d2 = d1 + block;
+            float *restrict d3 = d2 + block, *restrict d4 = d3 + block, *restrict d5 = d4 + block;
+            IVDEP
+            for (int64_t c = 0; c < channels; ++c) {
+                const float a = scale[c], s = shift[c];
+                const float s0 = keep[0] * affine_elu(x0[c], a, s, alpha);
+                const float s1 = keep[1] * affine_elu(x1[c], a, s, alpha);
+                const float s2 = keep[2] * affine_elu(x2[c], a, s, alpha);
+                const float s3 = keep[3] * affine_elu(x3[c], a, s, alpha);
+                const float s4 = keep[4] * affine_elu(x4[c], a, s, alpha);
+                const float s5 = keep[5] * affine_elu(x5[c], a, s, alpha);
+                const float s12 = s1 + s2, s31 = s3 - s1, s42 = s4 - s2;
+                d0[c] = s0 * 4.0f - s2 * 5.0f + s4;
+                d1[c] = s3 + s4 - s12 * 4.0f;
+                d2[c] = s4 - s3 + (s1 - s2) * 4.0f;
+                d3[c] = s42 + s31 * 2.0f;
+                d4[c] = s42 - s31 * 2.0f;
+                d5[c] = s1 * 4.0f - s3 * 5.0f + s5;
+            }
+        }
+    }
+}
+
+/* y = A^T m + bias for the 4 output planes of each tile (planes beyond the depth are dropped).
+ * m: 6 pointers to (batch * tiles, plane, channels) blocks; y: (batch, depth, plane, y_stride),
+ * channels [0, channels) written; bias: channels values. */
+void winograd_output(const float *const *m, float *y, int64_t y_stride, const float *bias, int64_t batch,
+                     int64_t depth, int64_t plane, int64_t channels, int64_t tiles, int64_t begin, int64_t end)
+{
+    (void)batch;
+    for (int64_t job = begin; job < end; ++job) {
+        const int64_t b = job / tiles, t = job % tiles;
+        const int64_t first = 4 * t, planes = depth - first < 4 ? depth - first : 4;
+        float *out[4];
+        for (int k = 0; k < 4; ++k)
+            out[k] = y + (b * depth + first + (k < planes ? k : 0)) * plane * y_stride;
+        const int64_t base = job * plane * channels;
+        for (int64_t p = 0; p < plane; ++p) {
+            const int64_t mp = base + p * channels, yp = p * y_stride;
+            const float *restrict m0 = m[0] + mp, *restrict m1 = m[1] + mp, *restrict m2 = m[2] + mp;
+            const float *restrict m3 = m[3] + mp, *restrict m4 = m[4] + mp, *restrict m5 = m[5] + mp;
+            if (planes == 4) {
+                float *restrict y0 = out[0] + yp, *restrict y1 = out[1] + yp;
+                float *restrict y2 = out[2] + yp, *restrict y3 = out[3] + yp;
+                IVDEP
+                for (int64_t c = 0; c < channels; ++c) {
+                    const float m12 = m1[c] + m2[c], m21 = m1[c] - m2[c], m34 = m3[c] + m4[c], m43 = m3[c] - m4[c];
+                    y0[c] = m0[c] + m12 + m34 + bias[c];
+                    y1[c] = m21 + m43 * 2.0f + bias[c];
+                    y2[c] = m12 + m34 * 4.0f + bias[c];
+                    y3[c] = m21 + m43 * 8.0f + m5[c] + bias[c];
+                }
+            } else { /* the last tile of a depth that is not a multiple of 4 */
+                for (int64_t c = 0; c < channels; ++c) {
+                    const float m12 = m1[c] + m2[c], m21 = m1[c] - m2[c], m34 = m3[c] + m4[c], m43 = m3[c] - m4[c];
+                    const float v[4] = {m0[c] + m12 + m34, m21 + m43 * 2.0f, m12 + m34 * 4.0f, m21 + m43 * 8.0f + m5[c]};
+                    for (int64_t k = 0; k < planes; ++k)
+                        out[k][yp + c] = v[k] + bias[c];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+"""volgan's C kernels: compiled on first use with the system C compiler, cached, run on all threads.
+
+The kernels (``kernels/winograd_depth.c``) fuse the memory-bound passes around a depth-Winograd
+convolution (:mod:`volgan.inference.native_dense`) into one pass each. They are plain C11 with
+no dependencies, compiled with ``-O3 -march=native`` (about a second) into a shared library
+cached under ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``). The cache key covers
+the source, the flags, the compiler and the CPU's feature flags, so a cache shared between
+machines of different CPUs never runs code built for another one. Compilation goes to a
+temporary file that is renamed into place, so concurrent processes (``torchrun``) are safe.
+
+Without a working C compiler (``$CC``, default ``cc``), or with ``VOLGAN_NATIVE_KERNELS=0``,
+:func:`load_library` returns ``None`` and callers fall back to other backends.
+
+Work is split into contiguous job ranges run on ``torch.get_num_threads()`` Python threads;
+``ctypes`` releases the GIL during each call, so the threads run in parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels") / "winograd_depth.c"
+# no -ffast-math: exp_nonpositive rounds with a float addition that re-association would remove
+FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-std=c11", "-shared", "-fPIC")
+
+_i64, _ptr, _f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+SIGNATURES = {
+    # x, x_stride, d, scale, shift, alpha, batch, depth, plane, channels, tiles, begin, end
+    "winograd_input_affine_elu": (_ptr, _i64, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64, _i64, _i64),
+    # m (6 pointers), y, y_stride, bias, batch, depth, plane, channels, tiles, begin, end
+    "winograd_output": (ctypes.POINTER(_ptr), _ptr, _i64, _ptr, _i64, _i64, _i64, _i64, _i64, _i64, _i64),
+}
+
+
+def cache_dir() -> Path:
+    if "VOLGAN_KERNEL_CACHE" in os.environ:
+        return Path(os.environ["VOLGAN_KERNEL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volgan" / "kernels"
+
+
+def _cpu_features() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compiler_version(compiler: str) -> str:
+    result = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30)
+    return result.stdout
+
+
+def _build(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", prefix=".build-", dir=target.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {result.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def load_library() -> ctypes.CDLL | None:
+    """The compiled kernels (built on first use), or ``None`` if they cannot be built here."""
+    if os.environ.get("VOLGAN_NATIVE_KERNELS", "1") == "0":
+        return None
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        logger.info("native kernels unavailable: no C compiler (set CC)")
+        return None
+    try:
+        key = hashlib.sha256("\0".join(
+            [SOURCE.read_text(), " ".join(FLAGS), _compiler_version(compiler), _cpu_features(), platform.machine()]
+        ).encode()).hexdigest()[:20]
+        target = cache_dir() / f"winograd_depth-{key}.so"
+        if not target.exists():
+            logger.info("compiling native kernels into %s", target)
+            _build(compiler, target)
+        library = ctypes.CDLL(str(target))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+        logger.warning("native kernels unavailable: %s", err)
+        return None
+    for name, argtypes in SIGNATURES.items():
+        function = getattr(library, name)
+        function.argtypes, function.restype = argtypes, None
+    return library
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="volgan-kernel")
+
+
+def run_jobs(function, args: tuple, jobs: int) -> None:
+    """``function(*args, begin, end)`` over ``[0, jobs)``, split into one contiguous range per thread."""
+    threads = max(1, min(torch.get_num_threads(), jobs))
+    if threads == 1:
+        function(*args, 0, jobs)
+        return
+    bounds = [jobs * i // threads for i in range(threads + 1)]
+    futures = [_pool(threads).submit(function, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for future in futures:
+        future.result()
