@@ -30,8 +30,12 @@ A memory line follows: a 512^3 float32 volume through each stitcher with a one-l
 stitcher's memory does not depend on the network; activations depend on the window only), peak
 RSS as a multiple of the volume's size.
 
+With ``--warm`` each mode also runs a second time in the same process ("warm s" and its share of
+the peak): what each further file of a batch costs, without first-touch page faults and one-time
+kernel set-up.
+
 Usage: python benchmarks/inference.py [--bundles B ...] [--shape 192 224 192] [--repeats 3]
-       [--extras fp32-direct fast-torch compile baseline-keepmem] [--memory-shape 512 512 512]
+       [--extras fp32-direct fast-torch compile baseline-keepmem] [--memory-shape 512 512 512] [--warm]
 """
 
 from __future__ import annotations
@@ -130,6 +134,10 @@ def worker(args) -> None:
         extra["computed_voxels"] = pred.plan(volume.shape if fast else _padded(volume.shape, pred.roi_size)).computed_voxels
         extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}"
     seconds = time.perf_counter() - start
+    if args.warm and args.mode != "whole":  # the same volume again in this process: what each further file of a batch costs
+        start = time.perf_counter()
+        out = _baseline(net, volume, settings["roi_size"]) if args.mode.startswith("baseline") else pred.predict_array(volume)
+        extra["warm_seconds"] = time.perf_counter() - start
     np.save(args.out, out.astype(np.float32, copy=False))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"seconds": seconds, "peak_rss": rss, "rss_before": rss_before, **extra}))
@@ -211,8 +219,9 @@ def benchmark_volume(shape) -> np.ndarray:
     return add_rician_noise(out, 5.0, seed=0).astype(np.float32)
 
 
-def run_worker(bundle: str, mode: str, volume: Path, out: Path) -> dict:
+def run_worker(bundle: str, mode: str, volume: Path, out: Path, warm: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--bundle", bundle, "--volume", str(volume), "--out", str(out)]
+    cmd += ["--warm"] if warm else []
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
@@ -231,8 +240,8 @@ def speed_table(args, peak: float, work: Path) -> list[str]:
     vol_path = work / "volume.npy"
     np.save(vol_path, volume)
     modes = ["baseline", "fp32", "fast", *args.extras]
-    rows = ["| network | mode | precision / backend | s (median) | voxels/s | x baseline | eff. GFLOP/s | % peak | peak RSS GB | max err / range | PSNR of diff dB | PSNR vs whole-volume dB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| network | mode | precision / backend | s (median) | voxels/s | x baseline | eff. GFLOP/s | % peak | warm s | warm % peak | peak RSS GB | max err / range | PSNR of diff dB | PSNR vs whole-volume dB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     from volgan.inference.tiling import grid_plan
 
     for bundle in args.bundles:
@@ -241,7 +250,7 @@ def speed_table(args, peak: float, work: Path) -> list[str]:
         runs: dict[str, list[dict]] = {m: [] for m in modes}
         for r in range(args.repeats):
             for m in modes:
-                res = run_worker(bundle, m, vol_path, work / f"{m}.npy")
+                res = run_worker(bundle, m, vol_path, work / f"{m}.npy", warm=args.warm)
                 print(f"  {Path(bundle).name} {m} run {r + 1}: {res}", flush=True)
                 runs[m].append(res)
         ref = np.load(work / "baseline.npy")
@@ -255,7 +264,7 @@ def speed_table(args, peak: float, work: Path) -> list[str]:
         for m in modes:
             ok = [x for x in runs[m] if "seconds" in x]
             if not ok:
-                rows.append(f"| {Path(bundle).name} | {m} | failed: {runs[m][0]['error'][:80]} |" + " |" * 9)
+                rows.append(f"| {Path(bundle).name} | {m} | failed: {runs[m][0]['error'][:80]} |" + " |" * 11)
                 continue
             s = statistics.median(x["seconds"] for x in ok)
             computed = ok[0].get("computed_voxels", base_computed)
@@ -264,9 +273,13 @@ def speed_table(args, peak: float, work: Path) -> list[str]:
             err, psnr = difference(out, ref)
             vs_whole = "-" if whole is None else f"{difference(out, whole)[1]:.1f}"
             note = f" (+{statistics.median(x['prepare_s'] for x in ok):.0f} s once)" if "prepare_s" in ok[0] else ""
+            warm = "- | -"
+            if "warm_seconds" in ok[0]:
+                warm_s = statistics.median(x["warm_seconds"] for x in ok)
+                warm = f"{warm_s:.2f} | {100 * fpv * computed / warm_s / 1e9 / peak:.0f}"
             rows.append(
                 f"| {Path(bundle).name} | {m}{note} | {ok[0].get('precision', 'fp32')} | {s:.1f} | {volume.size / s / 1e3:.1f} k | "
-                f"{base_s / s:.2f} | {gflops:.1f} | {100 * gflops / peak:.0f} | {max(x['peak_rss'] for x in ok) / 2**30:.2f} | "
+                f"{base_s / s:.2f} | {gflops:.1f} | {100 * gflops / peak:.0f} | {warm} | {max(x['peak_rss'] for x in ok) / 2**30:.2f} | "
                 f"{err:.2e} | {psnr:.1f} | {vs_whole} |"
             )
     return rows
@@ -301,6 +314,9 @@ def main() -> None:
                     help="bundles whose network also runs on the whole volume at once (memory permitting), "
                          "for the last column")
     ap.add_argument("--memory-shape", nargs=3, type=int, default=[512, 512, 512])
+    ap.add_argument("--warm", action="store_true",
+                    help="also time a second pass over the volume in the same process (the cost of each "
+                         "further file of a batch: no first-touch page faults or kernel set-up)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--bundle", help=argparse.SUPPRESS)
     ap.add_argument("--volume", help=argparse.SUPPRESS)

@@ -14,13 +14,14 @@ from volgan.networks import PetUNetGenerator
      ((4, 2, 6), (2, 2, 3), (1, 0, 2), True), ((4, 1, 4), (2, 1, 2), (1, 0, 1), True)],
 )
 @pytest.mark.parametrize("shape", [(4, 7, 3), (1, 1, 1), (6, 5, 8)])
-def test_subpixel_form_equals_the_transposed_convolution(kernel, stride, padding, bias, shape):
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_subpixel_form_equals_the_transposed_convolution(kernel, stride, padding, bias, shape, memory_format):
     torch.manual_seed(0)
     conv = nn.ConvTranspose3d(5, 3, kernel, stride=stride, padding=padding, bias=bias).eval()
     x = torch.randn(2, 5, *shape)
     with torch.no_grad():
         ref = conv(x)
-        out = SubPixelConvTranspose3d(conv)(x)
+        out = SubPixelConvTranspose3d(conv).to(memory_format=memory_format)(x.contiguous(memory_format=memory_format))
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
 

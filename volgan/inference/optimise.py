@@ -26,12 +26,14 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    if not any(isinstance(m, BATCHNORMS) for m in network.modules()):
+        return network
     try:
-        graph = torch.fx.symbolic_trace(network.eval())
+        # the trace shares submodules with the network it traces: trace a copy
+        graph = torch.fx.symbolic_trace(copy.deepcopy(network).eval())
     except Exception as err:  # tracing limits are network-specific; folding is only an optimisation
         logger.warning("BatchNorm folding skipped (%s: %s)", type(err).__name__, err)
         return network
-    graph = copy.deepcopy(graph)  # the trace shares submodules with ``network``
     modules = dict(graph.named_modules())
     for node in list(graph.graph.nodes):
         if node.op != "call_module" or not isinstance(modules[node.target], BATCHNORMS):

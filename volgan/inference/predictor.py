@@ -22,6 +22,7 @@ from volgan.inference.optimise import fast_precision, fold_batchnorm
 from volgan.inference.stitch import sliding_window
 from volgan.inference.subpixel import subpixel_transposed_convolutions
 from volgan.inference.tiling import WindowPlan, fitted_plan, grid_plan
+from volgan.inference.winograd import worth_winograd
 from volgan.io.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ class Predictor:
         cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
         use_winograd = cpu_fp32 and winograd
         self._native = native_mdcsrn(network.eval()) if use_winograd and backend in ("auto", "native") else None
-        try_rewrite = use_winograd and self._native is None and backend in ("auto", "onnxruntime") and onnxruntime_available()
+        try_rewrite = (use_winograd and self._native is None and backend in ("auto", "onnxruntime")
+                       and onnxruntime_available() and any(map(worth_winograd, network.modules())))
         rewritten = depth_major_network(self.network) if try_rewrite else None
         self.backend = self._choose_backend(backend, rewritten is not None)
         self.winograd = self.backend == "native" or (self.backend == "onnxruntime" and rewritten is not None)

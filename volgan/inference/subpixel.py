@@ -58,8 +58,14 @@ class SubPixelConvTranspose3d(nn.Module):
         b, _, d, h, w = x.shape
         y = F.conv3d(x, self.weight, self.bias, padding=(td - 1, th - 1, tw - 1))
         qd, qh, qw = y.shape[2:]
-        y = y.reshape(b, sd, sh, sw, self.out_channels, qd, qh, qw).permute(0, 4, 5, 1, 6, 2, 7, 3)
-        y = y.reshape(b, self.out_channels, qd * sd, qh * sh, qw * sw)
+        c = self.out_channels
+        if y.is_contiguous(memory_format=torch.channels_last_3d):
+            # memory (b, qd, qh, qw, rd, rh, rw, c): one interleaving copy, channels-last result
+            y = y.permute(0, 2, 3, 4, 1).reshape(b, qd, qh, qw, sd, sh, sw, c).permute(0, 1, 4, 2, 5, 3, 6, 7)
+            y = y.reshape(b, qd * sd, qh * sh, qw * sw, c).permute(0, 4, 1, 2, 3)
+        else:
+            y = y.reshape(b, sd, sh, sw, c, qd, qh, qw).permute(0, 4, 5, 1, 6, 2, 7, 3)
+            y = y.reshape(b, c, qd * sd, qh * sh, qw * sw)
         od, oh, ow = (d - 1) * sd - 2 * pd + td * sd, (h - 1) * sh - 2 * ph + th * sh, (w - 1) * sw - 2 * pw + tw * sw
         return y[:, :, pd : pd + od, ph : ph + oh, pw : pw + ow]
 
