@@ -39,17 +39,18 @@ PRESETS: dict[str, tuple[int, ...]] = {
 }
 
 
-def _down(cin: int, cout: int, norm: bool) -> nn.Sequential:
+def _down(cin: int, cout: int, norm: bool, inplace: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv3d(cin, cout, kernel_size=4, stride=2, padding=1, bias=not norm)]
     if norm:
         layers.append(nn.BatchNorm3d(cout))
-    layers.append(nn.LeakyReLU(0.2))
+    layers.append(nn.LeakyReLU(0.2, inplace=inplace))
     return nn.Sequential(*layers)
 
 
 def _up(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.ConvTranspose3d(cin, cout, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU()
+        nn.ConvTranspose3d(cin, cout, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -112,7 +113,9 @@ class PetUNetGenerator(nn.Module):
         self.encoder = nn.ModuleList()
         cin = in_channels
         for level, c in enumerate(widths):
-            self.encoder.append(_down(cin, c, norm=level > 0))
+            # in-place activations: none of their inputs is needed again (nor by autograd), and a
+            # whole-volume pass allocates (and page-faults in) fewer full-size tensors
+            self.encoder.append(_down(cin, c, norm=level > 0, inplace=True))
             cin = c
         # decoder: from the bottleneck up; every level but the last concatenates its skip
         self.decoder = nn.ModuleList()
@@ -137,8 +140,8 @@ class PetUNetGenerator(nn.Module):
             y = torch.cat([up(y), skips.pop()], dim=1)
         y = self.head(y)
         if self.residual:
-            y = y + padded
-        return crop_padding(F.relu(y), pads)
+            y += padded
+        return crop_padding(F.relu_(y), pads)
 
 
 class ConcatenatedGenerator(nn.Module):
