@@ -137,3 +137,12 @@ def test_a_failing_compiler_leaves_no_file_behind(fresh_library, monkeypatch, tm
     monkeypatch.setenv("CC", str(failing))
     assert native_kernels.load_library() is None
     assert not fresh_library.exists() or list(fresh_library.iterdir()) == []
+
+
+def test_a_cache_home_that_cannot_be_created_falls_back_to_the_temporary_directory(monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # ~/.cache under a file: mkdir fails, even for root
+    monkeypatch.delenv("VOLGAN_KERNEL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(native_kernels.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert native_kernels.cache_dir().parent == tmp_path / "tmp"

@@ -3,7 +3,7 @@
 The kernels (``kernels/winograd_depth.c``) fuse the memory-bound passes around a depth-Winograd
 convolution (:mod:`volgan.inference.native_dense`) into one pass each. They are plain C11 with
 no dependencies, compiled with ``-O3 -march=native`` (about a second) into a shared library
-cached under ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``). The cache key covers
+cached under ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``, see :func:`cache_dir`). The cache key covers
 the source, the flags, the compiler and the CPU's feature flags, so a cache shared between
 machines of different CPUs never runs code built for another one. Compilation goes to a
 temporary file that is renamed into place, so concurrent processes (``torchrun``) are safe.
@@ -47,9 +47,18 @@ SIGNATURES = {
 
 
 def cache_dir() -> Path:
+    """``$VOLGAN_KERNEL_CACHE``, else ``~/.cache/volgan/kernels`` (``$XDG_CACHE_HOME``), else, when
+    that cannot be created (a read-only home), a per-user folder in the temporary directory."""
     if "VOLGAN_KERNEL_CACHE" in os.environ:
         return Path(os.environ["VOLGAN_KERNEL_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volgan" / "kernels"
+    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volgan" / "kernels"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"volgan-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 
 
 def _cpu_features() -> str:
