@@ -45,3 +45,17 @@ def test_wrong_output_shape_is_an_error_in_both_paths():
         sliding_window(volume, Recorder(out_shape=(15,)), fitted_plan(volume.shape, (32, 32, 32), 8))
     with pytest.raises(RuntimeError, match="differs from its input"):
         sliding_window(volume, Recorder(out_shape=(7,)), grid_plan(volume.shape, (8, 8, 8), 0.25))
+
+
+@pytest.mark.parametrize("plan_for, window", [(lambda shape: grid_plan(shape, (16, 16, 16), 0.25), (16, 16, 16)),
+                                              (lambda shape: fitted_plan(shape, (24, 24, 24), 8), (24, 24, 24))])
+def test_what_reaches_the_device_does_not_grow_with_the_volume(plan_for, window):
+    """Only batches of windows reach ``forward`` (on an accelerator: device memory is set by the
+    window and the batch size), and the stitched result is a host array, for volumes from 1x to
+    14x the smallest."""
+    for shape in [(40, 40, 40), (64, 56, 48), (96, 96, 96)]:
+        volume = np.random.default_rng(2).random(shape, dtype=np.float32)
+        forward = Recorder()
+        out = sliding_window(volume, forward, plan_for(shape), batch_size=2)
+        assert isinstance(out, np.ndarray) and out.shape == shape
+        assert len(forward.calls) > 1 and max(np.prod(c) for c in forward.calls) <= 2 * np.prod(window)
