@@ -121,8 +121,7 @@ def test_onnxruntime_backend_matches_pytorch(winograd):
     via_ort = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="onnxruntime", winograd=winograd)
     via_torch = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
     assert via_ort.winograd is winograd and not via_torch.winograd
-    assert Predictor(net, device="cpu").backend == "onnxruntime"
-    assert Predictor(net, device="cpu", fast=True).backend == "onnxruntime"
+    assert Predictor(net, device="cpu").backend == "native"  # auto: the native form first (test_native.py)
     assert Predictor(net, device="cpu", precision="bf16").backend == "torch"
     assert Predictor(net, device="cpu", winograd=False).backend == "torch"  # direct ONNX Runtime only if asked
     ref = via_torch.predict_array(arr)

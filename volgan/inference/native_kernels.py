@@ -1,7 +1,7 @@
 """volgan's C kernels: compiled on first use with the system C compiler, cached, run on all threads.
 
 The kernels (``kernels/winograd_depth.c``) fuse the memory-bound passes around a depth-Winograd
-convolution (:mod:`volgan.inference.native_dense`) into one pass each. They are plain C11 with
+convolution (:mod:`volgan.inference.native_winograd`) into one pass each. They are plain C11 with
 no dependencies, compiled with ``-O3 -march=native`` (about a second) into a shared library
 cached under ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``, see :func:`cache_dir`). The cache key covers
 the source, the flags, the compiler and the CPU's feature flags, so a cache shared between
@@ -39,10 +39,12 @@ FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-std=
 
 _i64, _ptr, _f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 SIGNATURES = {
-    # x, x_stride, d, scale, shift, alpha, batch, depth, plane, channels, tiles, begin, end
-    "winograd_input_affine_elu": (_ptr, _i64, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64, _i64, _i64),
-    # m (6 pointers), y, y_stride, bias, batch, depth, plane, channels, tiles, begin, end
-    "winograd_output": (ctypes.POINTER(_ptr), _ptr, _i64, _ptr, _i64, _i64, _i64, _i64, _i64, _i64, _i64),
+    # x, x_stride, d, elu, scale, shift, alpha, batch, depth, plane, channels, tiles, begin, end
+    "winograd_input": (_ptr, _i64, _ptr, ctypes.c_int, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64, _i64, _i64),
+    # m (6 pointers), y, y_stride, residual, r_stride, scale, shift, slope, batch, depth, plane,
+    # channels, tiles, begin, end
+    "winograd_output": (ctypes.POINTER(_ptr), _ptr, _i64, _ptr, _i64, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64,
+                        _i64, _i64),
 }
 
 

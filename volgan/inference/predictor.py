@@ -16,7 +16,7 @@ from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
 from volgan.inference.allocator import keep_freed_memory
 from volgan.inference.depth_major import depth_major_network
-from volgan.inference.native_dense import native_mdcsrn
+from volgan.inference.native import native_network
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
 from volgan.inference.optimise import fast_precision, fold_batchnorm
 from volgan.inference.stitch import sliding_window
@@ -53,12 +53,12 @@ class Predictor:
     volume. BatchNorm layers that follow a convolution (plain or transposed) are folded into it
     (same function, fewer passes). In fp32 on the CPU, networks with 3x3x3 convolutions run with
     Winograd F(4, 3) along depth (half their FLOPs; ``winograd=False`` or ``backend="torch"`` to
-    opt out): the mDCSRN generator in volgan's native form (:mod:`volgan.inference.native_dense`:
-    PyTorch 2D convolutions and fused C passes, needs a C compiler), other networks that allow
-    the depth-major rewrite (:mod:`volgan.inference.depth_major`, RED-WGAN) in ONNX Runtime when it
-    is installed. Other networks run in PyTorch, on the CPU with strided transposed convolutions
-    as stride-1 convolutions plus a pixel shuffle (:mod:`volgan.inference.subpixel`), which is
-    exact and faster there.
+    opt out): mDCSRN and RED-WGAN in volgan's native form (:mod:`volgan.inference.native`:
+    channels-last PyTorch 2D convolutions and fused C passes, needs a C compiler), other networks
+    that allow the depth-major rewrite (:mod:`volgan.inference.depth_major`) in ONNX Runtime when
+    it is installed (also the fallback without a C compiler). Other networks run in PyTorch, on
+    the CPU with strided transposed convolutions as stride-1 convolutions plus a pixel shuffle
+    (:mod:`volgan.inference.subpixel`), which is exact and faster there.
 
     Two speeds:
 
@@ -85,8 +85,8 @@ class Predictor:
         max_window: largest window per axis in fast mode.
         margin: overlap of fast-mode windows in voxels (at least twice the network's receptive
             radius keeps zero-padding effects out of the blended result).
-        backend: ``"auto"`` (on the CPU in fp32: ``"native"`` for mDCSRN when the C kernels
-            build, else ONNX Runtime when installed and the network has a depth-major Winograd
+        backend: ``"auto"`` (on the CPU in fp32: ``"native"`` for mDCSRN and RED-WGAN when the C
+            kernels build, else ONNX Runtime when installed and the network has a depth-major Winograd
             rewrite, else PyTorch), ``"native"``, ``"onnxruntime"`` or ``"torch"``.
         winograd: on the CPU in fp32, run 3x3x3 convolutions as depth Winograd (natively or in
             ONNX Runtime; same function up to fp32 rounding); ``False`` with ``backend="auto"``
@@ -138,7 +138,7 @@ class Predictor:
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
         cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
         use_winograd = cpu_fp32 and winograd
-        self._native = native_mdcsrn(network.eval()) if use_winograd and backend in ("auto", "native") else None
+        self._native = native_network(network.eval()) if use_winograd and backend in ("auto", "native") else None
         try_rewrite = (use_winograd and self._native is None and backend in ("auto", "onnxruntime")
                        and onnxruntime_available() and any(map(worth_winograd, network.modules())))
         rewritten = depth_major_network(self.network) if try_rewrite else None
@@ -162,8 +162,8 @@ class Predictor:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "auto":
-            # on the CPU in fp32: volgan's native mDCSRN (2x ONNX Runtime's depth-major Winograd
-            # graph), then ONNX Runtime with the Winograd rewrite (1.6-1.9x PyTorch on RED-WGAN);
+            # on the CPU in fp32: volgan's native forms (mDCSRN: 2x ONNX Runtime's depth-major
+            # Winograd graph), then ONNX Runtime with the Winograd rewrite (1.6-1.9x PyTorch);
             # without it (the PET U-Net's strided and transposed convolutions) PyTorch with
             # sub-pixel transposed convolutions was faster and needs no export per window shape
             # (README, "Inference speed and memory")
@@ -171,8 +171,8 @@ class Predictor:
                 return "native"
             return "onnxruntime" if has_rewrite else "torch"
         if backend == "native" and self._native is None:
-            raise ValueError("backend='native' runs an mDCSRN generator in fp32 on the CPU with winograd=True and "
-                             "needs a C compiler (cc, or $CC); see volgan.inference.native_kernels")
+            raise ValueError("backend='native' runs an mDCSRN or RED-WGAN generator in fp32 on the CPU with "
+                             "winograd=True and needs a C compiler (cc, or $CC); see volgan.inference.native_kernels")
         if backend == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
             raise ValueError("the onnxruntime backend runs fp32 on the CPU only")
         if backend == "onnxruntime" and not onnxruntime_available():

@@ -1,4 +1,5 @@
-"""The native CPU mDCSRN (depth Winograd, PyTorch 2D convolutions, fused C passes) and its kernels."""
+"""The native CPU forms of mDCSRN and RED-WGAN (depth Winograd, PyTorch 2D convolutions, fused C
+passes) and their kernels."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from torch import nn
 from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
 from volgan.inference import native_kernels
-from volgan.inference.native_dense import native_mdcsrn
-from volgan.networks import MdcsrnGenerator, RedWganGenerator
+from volgan.inference.native import native_network
+from volgan.networks import MdcsrnGenerator, PetUNetGenerator, RedWganGenerator
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="needs a C compiler")
 
@@ -40,7 +41,7 @@ def fresh_library(monkeypatch, tmp_path):
 ])
 def test_native_mdcsrn_computes_the_network(make, shape):
     net = randomised(make())
-    native = native_mdcsrn(net)
+    native = native_network(net)
     assert native is not None
     x = torch.randn(*shape)
     with torch.no_grad():
@@ -50,25 +51,48 @@ def test_native_mdcsrn_computes_the_network(make, shape):
     assert (y - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
 
 
+@pytest.mark.parametrize("make, shape", [
+    (lambda: RedWganGenerator("small"), (1, 1, 13, 17, 11)),
+    (lambda: RedWganGenerator("small"), (2, 1, 8, 9, 10)),
+    (lambda: RedWganGenerator("small"), (1, 1, 1, 6, 5)),
+    (lambda: RedWganGenerator(channels=(8, 16, 24, 40), in_channels=2), (1, 2, 9, 8, 7)),  # not multiples of 8
+])
+def test_native_red_wgan_computes_the_network(make, shape):
+    net = randomised(make())
+    native = native_network(net)
+    assert native is not None
+    x = torch.randn(*shape)  # negative values too: the output ReLU and the residual input matter
+    with torch.no_grad():
+        ref = net(x)
+    y = native(x)
+    assert y.shape == ref.shape and (ref > 0).any()
+    assert (y - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
+
+
 def test_network_is_unchanged_and_the_paper_preset_runs():
     net = randomised(MdcsrnGenerator("paper"))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     x = torch.randn(1, 1, 8, 8, 8)
     with torch.no_grad():
         ref = net(x)
-    assert (native_mdcsrn(net)(x) - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
+    assert (native_network(net)(x) - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
 
 
 def test_other_networks_and_layers_are_refused():
-    assert native_mdcsrn(RedWganGenerator("small").eval()) is None
-    assert native_mdcsrn(MdcsrnGenerator("small").train()) is None  # batch statistics, not the running ones
+    assert native_network(PetUNetGenerator("small").eval()) is None
+    assert native_network(RedWganGenerator("small").train()) is None
+    assert native_network(RedWganGenerator(channels=(4, 4, 8, 8)).eval()) is None  # too narrow for Winograd
+    relu = RedWganGenerator("small").eval()
+    relu.post3[1] = nn.ReLU()
+    assert native_network(relu) is None
+    assert native_network(MdcsrnGenerator("small").train()) is None  # batch statistics, not the running ones
     relu = MdcsrnGenerator("small").eval()
     relu.blocks[1].units[2].act = nn.ReLU()
-    assert native_mdcsrn(relu) is None
+    assert native_network(relu) is None
     dilated = MdcsrnGenerator("small").eval()
     dilated.blocks[0].units[0].conv = nn.Conv3d(16, 8, 3, padding=2, dilation=2)
-    assert native_mdcsrn(dilated) is None
+    assert native_network(dilated) is None
 
 
 def test_kernel_elu_matches_torch_over_the_whole_range():
@@ -79,16 +103,15 @@ def test_kernel_elu_matches_torch_over_the_whole_range():
     plane, alpha = x.numel(), 0.7
     d = torch.full((6, 1, plane, 1), float("nan"))
     one, zero = torch.ones(1), torch.zeros(1)
-    library.winograd_input_affine_elu(x.data_ptr(), 1, d.data_ptr(), one.data_ptr(), zero.data_ptr(), alpha,
-                                      1, 1, plane, 1, 1, 0, 1)
+    library.winograd_input(x.data_ptr(), 1, d.data_ptr(), 1, one.data_ptr(), zero.data_ptr(), alpha, 1, 1, plane, 1, 1, 0, 1)
     expected = nn.functional.elu(x, alpha=alpha)
     torch.testing.assert_close(d[5].flatten() / 4, expected, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(d[0].flatten(), torch.zeros(plane))  # planes -1 and 3 are padding; 4 * s0 - 5 * s2 + s4 = 0
 
 
-def test_predictor_runs_mdcsrn_natively_and_matches_pytorch():
-    net = randomised(MdcsrnGenerator("small"))
-    nn.init.normal_(net.reconstruction.weight, std=0.1)
+@pytest.mark.parametrize("make", [lambda: MdcsrnGenerator("small"), lambda: RedWganGenerator("small")])
+def test_predictor_runs_natively_and_matches_pytorch(make):
+    net = randomised(make())
     arr = phantom((22, 19, 17))
     native = Predictor(net, roi_size=(16, 16, 16), device="cpu")
     assert native.backend == "native" and native.winograd
@@ -97,15 +120,15 @@ def test_predictor_runs_mdcsrn_natively_and_matches_pytorch():
     np.testing.assert_allclose(native.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
     assert Predictor(net, device="cpu", fast=True).backend == "native"
     assert Predictor(net, device="cpu", winograd=False).backend == "torch"
-    with pytest.raises(ValueError, match="backend='native' runs an mDCSRN"):
-        Predictor(RedWganGenerator("small"), device="cpu", backend="native")
+    with pytest.raises(ValueError, match="backend='native' runs an mDCSRN or RED-WGAN"):
+        Predictor(PetUNetGenerator("small"), device="cpu", backend="native")
 
 
 def test_without_kernels_auto_falls_back_and_native_is_refused(fresh_library, monkeypatch):
     monkeypatch.setenv("CC", str(fresh_library / "no-such-compiler"))
     assert native_kernels.load_library() is None
     net = MdcsrnGenerator("small").eval()
-    assert native_mdcsrn(net) is None
+    assert native_network(net) is None and native_network(RedWganGenerator("small").eval()) is None
     assert Predictor(net, device="cpu").backend in ("onnxruntime", "torch")
     with pytest.raises(ValueError, match="needs a C compiler"):
         Predictor(net, device="cpu", backend="native")
