@@ -79,10 +79,11 @@ class NativeMdcsrn:
         return (y + x) if self.global_residual else y.contiguous()
 
 
-def native_mdcsrn(network: nn.Module, library: ctypes.CDLL) -> NativeMdcsrn | None:
-    """The native form of an eval-mode mDCSRN generator; ``None`` for other networks or for units
-    that are not BN -> ELU -> plain 3x3x3 convolution."""
-    if not isinstance(network, MdcsrnGenerator) or network.training:
+def native_mdcsrn(network: MdcsrnGenerator, library: ctypes.CDLL) -> NativeMdcsrn | None:
+    """The native form of an eval-mode mDCSRN generator (:func:`volgan.inference.native.native_network`
+    dispatches by type); ``None`` in training mode or for units that are not BN -> ELU -> plain
+    3x3x3 convolution."""
+    if network.training:
         return None
     if not all(_supported_unit(unit) for block in network.blocks for unit in block.units):
         return None

@@ -3,9 +3,10 @@
 The kernels (``kernels/winograd_depth.c``) fuse the memory-bound passes around a depth-Winograd
 convolution (:mod:`volgan.inference.native_winograd`) into one pass each. They are plain C11 with
 no dependencies, compiled with ``-O3 -march=native`` (about a second) into a shared library
-cached under ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``, see :func:`cache_dir`). The cache key covers
-the source, the flags, the compiler and the CPU's feature flags, so a cache shared between
-machines of different CPUs never runs code built for another one. Compilation goes to a
+cached under ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``, see
+:func:`cache_dir`). The cache key covers the source, the flags, the compiler and the CPU's
+feature flags, so a cache shared between machines of different CPUs never runs code built for
+another one. Compilation goes to a
 temporary file that is renamed into place, so concurrent processes (``torchrun``) are safe.
 
 Without a working C compiler (``$CC``, default ``cc``), or with ``VOLGAN_NATIVE_KERNELS=0``,

@@ -84,9 +84,10 @@ class NativeRedWgan:
         return F.relu_(y.add_(x)).contiguous()
 
 
-def native_red_wgan(network: nn.Module, library: ctypes.CDLL) -> NativeRedWgan | None:
-    """The native form of an eval-mode RED-WGAN generator; ``None`` for other networks, for
-    layers of another structure, or when an inner convolution is too narrow for the Winograd form."""
-    if not isinstance(network, RedWganGenerator) or network.training or not _supported(network):
+def native_red_wgan(network: RedWganGenerator, library: ctypes.CDLL) -> NativeRedWgan | None:
+    """The native form of an eval-mode RED-WGAN generator (:func:`volgan.inference.native.native_network`
+    dispatches by type); ``None`` in training mode, for layers of another structure, or when an
+    inner convolution is too narrow for the Winograd form."""
+    if network.training or not _supported(network):
         return None
     return NativeRedWgan(network, library)
