@@ -170,3 +170,14 @@ def test_pet_unet_runs_in_pytorch_with_subpixel_transposed_convolutions():
             torch.from_numpy(params.apply(arr))[None, None], net)
     ref = params.invert(ref[0, 0].numpy())
     assert np.abs(pred.predict_array(arr) - ref).max() < 1e-4 * (ref.max() - ref.min())
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_the_callers_network_is_left_as_it_was(backend):
+    """Predictor set-up (device move, channels-last) works on a copy even when nothing is folded."""
+    net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 4, 3, padding=1), nn.ReLU(),
+                        nn.Conv3d(4, 1, 3, padding=1)).eval()  # nothing to fold or convert: no copy on the way
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    Predictor(net, device="cpu", fast=True, backend=backend).predict_array(phantom((12, 10, 9)))
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    assert all(p.is_contiguous() for p in net.parameters())  # not converted to channels-last

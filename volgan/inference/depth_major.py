@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from volgan.inference.optimise import batchnorm_affine
 from volgan.inference.winograd import WinogradDepthConv3d, worth_winograd
 
 logger = logging.getLogger(__name__)
@@ -64,9 +65,7 @@ class DepthMajorBatchNorm(nn.Module):
 
     def __init__(self, norm: nn.BatchNorm3d):
         super().__init__()
-        scale = torch.ones_like(norm.running_var) if norm.weight is None else norm.weight.detach()
-        scale = scale / torch.sqrt(norm.running_var + norm.eps)
-        shift = -norm.running_mean * scale + (0 if norm.bias is None else norm.bias.detach())
+        scale, shift = batchnorm_affine(norm)
         self.register_buffer("scale", scale.reshape(-1, 1, 1).clone())
         self.register_buffer("shift", shift.reshape(-1, 1, 1).clone())
 

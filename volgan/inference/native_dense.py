@@ -23,7 +23,8 @@ import ctypes
 import torch
 from torch import nn
 
-from volgan.inference.native_winograd import Prologue, WinogradLayer, batchnorm_affine, is_eval_batchnorm
+from volgan.inference.native_winograd import Prologue, WinogradLayer
+from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.winograd import is_plain_3x3x3
 from volgan.networks.mdcsrn import DenseUnit, MdcsrnGenerator
 

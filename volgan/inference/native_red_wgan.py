@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from volgan.inference.native_winograd import WinogradLayer, batchnorm_affine, is_eval_batchnorm
+from volgan.inference.native_winograd import WinogradLayer
+from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.winograd import is_plain_3x3x3, worth_winograd
 from volgan.networks.red_wgan import RedWganGenerator
 

@@ -21,20 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from volgan.inference.native_kernels import run_jobs
-from volgan.inference.winograd import G, TILE, is_plain_3x3x3
-
-
-def batchnorm_affine(norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as ``(scale, shift)``: ``norm(x) = scale * x + shift`` per channel."""
-    weight = norm.weight.detach() if norm.weight is not None else torch.ones_like(norm.running_var)
-    scale = weight / torch.sqrt(norm.running_var + norm.eps)
-    shift = (norm.bias.detach() if norm.bias is not None else 0) - norm.running_mean * scale
-    return scale.float().cpu().contiguous(), shift.float().cpu().contiguous()
-
-
-def is_eval_batchnorm(module: nn.Module) -> bool:
-    return (isinstance(module, nn.BatchNorm3d) and not module.training and module.track_running_stats
-            and module.running_mean is not None)
+from volgan.inference.winograd import TILE, is_plain_3x3x3, transformed_kernels
 
 
 @dataclass
@@ -67,8 +54,7 @@ class WinogradLayer:
             raise ValueError(f"not a 3x3x3 stride-1 zero-padded convolution: {conv}")
         conv = copy.deepcopy(conv).float().cpu()
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        kernels = torch.einsum("tk,oikhw->toihw", torch.tensor(G, dtype=torch.float64), conv.weight.detach().double())
-        self.kernels = [k.float().contiguous(memory_format=torch.channels_last) for k in kernels]
+        self.kernels = [k.contiguous(memory_format=torch.channels_last) for k in transformed_kernels(conv)]
         ones, zeros = torch.ones(self.out_channels), torch.zeros(self.out_channels)
         scale = ones if scale is None else scale.float().cpu()
         bias = zeros if conv.bias is None else conv.bias.detach()

@@ -55,6 +55,19 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     return graph
 
 
+def batchnorm_affine(norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as ``(scale, shift)``: ``norm(x) = scale * x + shift`` per channel."""
+    weight = norm.weight.detach() if norm.weight is not None else torch.ones_like(norm.running_var)
+    scale = weight / torch.sqrt(norm.running_var + norm.eps)
+    shift = (norm.bias.detach() if norm.bias is not None else 0) - norm.running_mean * scale
+    return scale.float().cpu().contiguous(), shift.float().cpu().contiguous()
+
+
+def is_eval_batchnorm(module: nn.Module) -> bool:
+    return (isinstance(module, nn.BatchNorm3d) and not module.training and module.track_running_stats
+            and module.running_mean is not None)
+
+
 def cpu_has_fast_bf16() -> bool:
     """True if this CPU has native bf16 dot products (AVX-512 BF16 or AMX); otherwise bf16 is emulated and slow."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -131,14 +132,20 @@ class Predictor:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if checkpoint is not None:
             load_generator_weights(network, checkpoint)
-        self.network = fold_batchnorm(network.eval()).to(self.device)
+        network = network.eval()
         self.roi_size = tuple(int(s) for s in roi_size)
         self.overlap, self.sw_batch_size, self.mode = float(overlap), int(sw_batch_size), mode
         self.max_window, self.margin = tuple(int(s) for s in max_window), int(margin)
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
         cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
         use_winograd = cpu_fp32 and winograd
-        self._native = native_network(network.eval()) if use_winograd and backend in ("auto", "native") else None
+        self._native = native_network(network) if use_winograd and backend in ("auto", "native") else None
+        # the native form copies what it needs; other backends run a folded copy of the network
+        # (moved and converted below: never the caller's module itself)
+        self.network = network
+        if self._native is None:
+            folded = fold_batchnorm(network)
+            self.network = (copy.deepcopy(network) if folded is network else folded).to(self.device)
         try_rewrite = (use_winograd and self._native is None and backend in ("auto", "onnxruntime")
                        and onnxruntime_available() and any(map(worth_winograd, network.modules())))
         rewritten = depth_major_network(self.network) if try_rewrite else None
@@ -155,7 +162,7 @@ class Predictor:
         if self.device.type == "cpu":
             keep_freed_memory()  # large host allocations reused: no page faults on every pass
         self.channels_last = self.fast if channels_last is None else bool(channels_last)
-        if self.channels_last:
+        if self.channels_last and self._native is None:
             self.network = self.network.to(memory_format=torch.channels_last_3d)
 
     def _choose_backend(self, backend: str, has_rewrite: bool) -> str:

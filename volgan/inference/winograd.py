@@ -56,6 +56,13 @@ def worth_winograd(conv: nn.Conv3d) -> bool:
     return is_plain_3x3x3(conv) and conv.in_channels * conv.out_channels >= 128 and min(conv.in_channels, conv.out_channels) >= 8
 
 
+def transformed_kernels(conv: nn.Conv3d) -> torch.Tensor:
+    """The six in-plane kernels ``G [w_0, w_1, w_2]`` of a 3x3x3 convolution, ``(6, out, in, 3, 3)``
+    float32 (computed in float64)."""
+    kernels = torch.einsum("tk,oikhw->toihw", torch.tensor(G, dtype=torch.float64), conv.weight.detach().double())
+    return kernels.float()
+
+
 class WinogradDepthConv3d(nn.Module):
     """Same function as ``conv`` (a plain 3x3x3 convolution), on depth-major ``(B, D, C, H, W)`` tensors."""
 
@@ -63,9 +70,7 @@ class WinogradDepthConv3d(nn.Module):
         super().__init__()
         if not is_plain_3x3x3(conv):
             raise ValueError(f"not a 3x3x3 stride-1 zero-padded convolution: {conv}")
-        weight = conv.weight.detach().double()  # (out, in, kd, kh, kw)
-        kernels = torch.einsum("tk,oikhw->toihw", torch.tensor(G, dtype=torch.float64), weight)
-        self.register_buffer("kernels", kernels.float().contiguous())  # (6, out, in, 3, 3)
+        self.register_buffer("kernels", transformed_kernels(conv).contiguous())  # (6, out, in, 3, 3)
         bias = conv.bias.detach().float().clone() if conv.bias is not None else None
         self.register_buffer("bias", bias)
 
