@@ -18,7 +18,7 @@ from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
 from volgan.inference import native_kernels
 from volgan.inference.native import native_network
-from volgan.networks import MdcsrnGenerator, PetUNetGenerator, RedWganGenerator
+from volgan.networks import MdcsrnGenerator, RedWganGenerator
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="needs a C compiler")
 
@@ -80,7 +80,7 @@ def test_network_is_unchanged_and_the_paper_preset_runs():
 
 
 def test_other_networks_and_layers_are_refused():
-    assert native_network(PetUNetGenerator("small").eval()) is None
+    assert native_network(nn.Sequential(nn.Conv3d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv3d(8, 1, 3, padding=1)).eval()) is None
     assert native_network(RedWganGenerator("small").train()) is None
     assert native_network(RedWganGenerator(channels=(4, 4, 8, 8)).eval()) is None  # too narrow for Winograd
     relu = RedWganGenerator("small").eval()
@@ -120,8 +120,10 @@ def test_predictor_runs_natively_and_matches_pytorch(make):
     np.testing.assert_allclose(native.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
     assert Predictor(net, device="cpu", fast=True).backend == "native"
     assert Predictor(net, device="cpu", winograd=False).backend == "torch"
-    with pytest.raises(ValueError, match="backend='native' runs an mDCSRN or RED-WGAN"):
-        Predictor(PetUNetGenerator("small"), device="cpu", backend="native")
+    with pytest.raises(ValueError, match="backend='native' runs a PET U-Net, mDCSRN or RED-WGAN"):
+        Predictor(nn.Sequential(nn.Conv3d(1, 1, 3, padding=1)), device="cpu", backend="native")
+    with pytest.raises(ValueError, match="also need winograd=True"):
+        Predictor(net, device="cpu", backend="native", winograd=False)
 
 
 def test_without_kernels_auto_falls_back_and_native_is_refused(fresh_library, monkeypatch):
@@ -130,7 +132,7 @@ def test_without_kernels_auto_falls_back_and_native_is_refused(fresh_library, mo
     net = MdcsrnGenerator("small").eval()
     assert native_network(net) is None and native_network(RedWganGenerator("small").eval()) is None
     assert Predictor(net, device="cpu").backend in ("onnxruntime", "torch")
-    with pytest.raises(ValueError, match="needs a C compiler"):
+    with pytest.raises(ValueError, match="and a C compiler"):
         Predictor(net, device="cpu", backend="native")
     native_kernels.load_library.cache_clear()
     monkeypatch.delenv("CC")

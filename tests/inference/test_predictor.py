@@ -148,10 +148,11 @@ def test_fast_mode_batches_large_windows_one_at_a_time():
     assert grid.batch_size(grid.plan((192, 224, 192))) == 4
 
 
-def test_pet_unet_runs_in_pytorch_with_subpixel_transposed_convolutions():
-    """A network without a depth-major form (the PET U-Net: strided and transposed convolutions)
-    runs in PyTorch by default, its transposed convolutions in sub-pixel form, and still
-    reproduces MONAI's sliding-window result to < 1e-4 of the data range."""
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_pet_unet_reproduces_monai(backend):
+    """The PET U-Net (strided and transposed convolutions) runs natively by default on the CPU
+    (test_native_unet.py), or in PyTorch with its transposed convolutions in sub-pixel form; both
+    reproduce MONAI's sliding-window result to < 1e-4 of the data range."""
     from monai.inferers import SlidingWindowInferer
 
     from volgan.data.normalise import PercentileScaler
@@ -161,8 +162,9 @@ def test_pet_unet_runs_in_pytorch_with_subpixel_transposed_convolutions():
     net = PetUNetGenerator(channels=(4, 8, 8), residual=True).eval()
     for p in net.parameters():
         nn.init.normal_(p, std=0.2)
-    pred = Predictor(net, roi_size=(16, 16, 16), device="cpu")
-    assert pred.backend == "torch" and not pred.winograd and pred.subpixel == 3
+    pred = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend=backend)
+    assert not pred.winograd
+    assert (pred.backend, pred.subpixel) == (("torch", 3) if backend == "torch" else ("native", 0))
     arr = phantom((40, 36, 30))
     params = PercentileScaler().fit(arr)
     with torch.no_grad():

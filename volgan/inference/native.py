@@ -1,4 +1,8 @@
-"""volgan's native CPU forms of its generators (fp32, C kernels compiled on first use)."""
+"""volgan's native CPU forms of its generators (fp32).
+
+mDCSRN and RED-WGAN run their 3x3x3 convolutions as depth Winograd with C kernels compiled on
+first use; the PET U-Net runs in PyTorch alone, without concatenation or interleaving copies.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,23 @@ from torch import nn
 from volgan.inference.native_dense import native_mdcsrn
 from volgan.inference.native_kernels import load_library
 from volgan.inference.native_red_wgan import native_red_wgan
-from volgan.networks import MdcsrnGenerator, RedWganGenerator
+from volgan.inference.native_unet import native_pet_unet
+from volgan.networks import ConcatenatedGenerator, MdcsrnGenerator, PetUNetGenerator, RedWganGenerator
 
-BUILDERS = ((MdcsrnGenerator, native_mdcsrn), (RedWganGenerator, native_red_wgan))
+WINOGRAD_BUILDERS = ((MdcsrnGenerator, native_mdcsrn), (RedWganGenerator, native_red_wgan))
 
 
-def native_network(network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The native CPU form of an eval-mode ``network`` (mDCSRN, RED-WGAN), or ``None`` when it has
-    none or the kernels cannot be built here (no C compiler, ``VOLGAN_NATIVE_KERNELS=0``)."""
-    for kind, builder in BUILDERS:
-        if isinstance(network, kind):
+def native_network(network: nn.Module, winograd: bool = True) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The native CPU form of an eval-mode ``network``, or ``None`` when it has none here.
+
+    PET U-Nets (alone or chained) always have one; mDCSRN and RED-WGAN only with ``winograd`` and
+    when the kernels build (a C compiler, ``VOLGAN_NATIVE_KERNELS`` not ``0``). Each form has a
+    ``winograd`` attribute saying whether it computes 3x3x3 convolutions in Winograd form.
+    """
+    if isinstance(network, (PetUNetGenerator, ConcatenatedGenerator)):
+        return native_pet_unet(network)
+    for kind, builder in WINOGRAD_BUILDERS:
+        if winograd and isinstance(network, kind):
             library = load_library()
             return None if library is None else builder(network, library)
     return None

@@ -45,6 +45,8 @@ class NativeMdcsrn:
     Build it with :func:`native_mdcsrn`, which checks that the network allows it.
     """
 
+    winograd = True
+
     def __init__(self, network: MdcsrnGenerator, library: ctypes.CDLL):
         self.library = library
         network = copy.deepcopy(network).float().cpu()

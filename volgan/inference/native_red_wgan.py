@@ -50,6 +50,8 @@ class NativeRedWgan:
     Build it with :func:`native_red_wgan`, which checks that the network allows it.
     """
 
+    winograd = True
+
     def __init__(self, network: RedWganGenerator, library: ctypes.CDLL):
         self.library = library
         network = copy.deepcopy(network).float().cpu()

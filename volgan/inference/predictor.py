@@ -57,9 +57,11 @@ class Predictor:
     opt out): mDCSRN and RED-WGAN in volgan's native form (:mod:`volgan.inference.native`:
     channels-last PyTorch 2D convolutions and fused C passes, needs a C compiler), other networks
     that allow the depth-major rewrite (:mod:`volgan.inference.depth_major`) in ONNX Runtime when
-    it is installed (also the fallback without a C compiler). Other networks run in PyTorch, on
-    the CPU with strided transposed convolutions as stride-1 convolutions plus a pixel shuffle
-    (:mod:`volgan.inference.subpixel`), which is exact and faster there.
+    it is installed (also the fallback without a C compiler). The PET U-Net runs in its native
+    form on the CPU in fp32 (:mod:`volgan.inference.native_unet`: PyTorch, no concatenation
+    copies, no compiler needed). Other networks run in PyTorch, on the CPU with strided transposed
+    convolutions as stride-1 convolutions plus a pixel shuffle (:mod:`volgan.inference.subpixel`),
+    which is exact and faster there.
 
     Two speeds:
 
@@ -86,9 +88,10 @@ class Predictor:
         max_window: largest window per axis in fast mode.
         margin: overlap of fast-mode windows in voxels (at least twice the network's receptive
             radius keeps zero-padding effects out of the blended result).
-        backend: ``"auto"`` (on the CPU in fp32: ``"native"`` for mDCSRN and RED-WGAN when the C
-            kernels build, else ONNX Runtime when installed and the network has a depth-major Winograd
-            rewrite, else PyTorch), ``"native"``, ``"onnxruntime"`` or ``"torch"``.
+        backend: ``"auto"`` (on the CPU in fp32: ``"native"`` for the PET U-Net, and for mDCSRN and
+            RED-WGAN when the C kernels build, else ONNX Runtime when installed and the network has
+            a depth-major Winograd rewrite, else PyTorch), ``"native"``, ``"onnxruntime"`` or
+            ``"torch"``.
         winograd: on the CPU in fp32, run 3x3x3 convolutions as depth Winograd (natively or in
             ONNX Runtime; same function up to fp32 rounding); ``False`` with ``backend="auto"``
             runs PyTorch, with ``backend="onnxruntime"`` ONNX Runtime's direct convolutions.
@@ -139,7 +142,7 @@ class Predictor:
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
         cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
         use_winograd = cpu_fp32 and winograd
-        self._native = native_network(network) if use_winograd and backend in ("auto", "native") else None
+        self._native = native_network(network, winograd) if cpu_fp32 and backend in ("auto", "native") else None
         # the native form copies what it needs; other backends run a folded copy of the network
         # (moved and converted below: never the caller's module itself)
         self.network = network
@@ -150,7 +153,8 @@ class Predictor:
                        and onnxruntime_available() and any(map(worth_winograd, network.modules())))
         rewritten = depth_major_network(self.network) if try_rewrite else None
         self.backend = self._choose_backend(backend, rewritten is not None)
-        self.winograd = self.backend == "native" or (self.backend == "onnxruntime" and rewritten is not None)
+        self.winograd = (self._native.winograd if self.backend == "native"
+                         else self.backend == "onnxruntime" and rewritten is not None)
         # the rewrite's Python code depends on the depth only: exported with a small plane
         self._onnx = None if self.backend != "onnxruntime" else OnnxRuntimeForward(
             rewritten if rewritten is not None else self.network, plane_dynamic=rewritten is not None)
@@ -170,16 +174,17 @@ class Predictor:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "auto":
             # on the CPU in fp32: volgan's native forms (mDCSRN: 2x ONNX Runtime's depth-major
-            # Winograd graph), then ONNX Runtime with the Winograd rewrite (1.6-1.9x PyTorch);
-            # without it (the PET U-Net's strided and transposed convolutions) PyTorch with
-            # sub-pixel transposed convolutions was faster and needs no export per window shape
-            # (README, "Inference speed and memory")
+            # Winograd graph; the PET U-Net: PyTorch without concatenation copies, a third of the
+            # set-up time), then ONNX Runtime with the Winograd rewrite (1.6-1.9x PyTorch); other
+            # networks in PyTorch, which needs no export per window shape (README, "Inference
+            # speed and memory")
             if self._native is not None:
                 return "native"
             return "onnxruntime" if has_rewrite else "torch"
         if backend == "native" and self._native is None:
-            raise ValueError("backend='native' runs an mDCSRN or RED-WGAN generator in fp32 on the CPU with "
-                             "winograd=True and needs a C compiler (cc, or $CC); see volgan.inference.native_kernels")
+            raise ValueError("backend='native' runs a PET U-Net, mDCSRN or RED-WGAN generator in fp32 on the CPU; "
+                             "mDCSRN and RED-WGAN also need winograd=True and a C compiler (cc, or $CC), see "
+                             "volgan.inference.native_kernels")
         if backend == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
             raise ValueError("the onnxruntime backend runs fp32 on the CPU only")
         if backend == "onnxruntime" and not onnxruntime_available():

@@ -14,6 +14,7 @@ this form runs at convolution speed (README, "Inference speed and memory").
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -54,20 +55,54 @@ class SubPixelConvTranspose3d(nn.Module):
         self.register_buffer("bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        (td, th, tw), (sd, sh, sw), (pd, ph, pw) = self.taps, self.stride, self.padding
-        b, _, d, h, w = x.shape
-        y = F.conv3d(x, self.weight, self.bias, padding=(td - 1, th - 1, tw - 1))
-        qd, qh, qw = y.shape[2:]
+        return self.interleave(self.convolve(x))
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """The stride-1 convolution: every residue class of the output as a channel block."""
+        return F.conv3d(x, self.weight, self.bias, padding=tuple(t - 1 for t in self.taps))
+
+    def interleave(self, z: torch.Tensor) -> torch.Tensor:
+        """The output from the stride-1 convolution's result ``z`` (:meth:`convolve`): one
+        interleaving copy, in ``z``'s memory format, cropped by the padding (a view)."""
+        (sd, sh, sw), (pd, ph, pw) = self.stride, self.padding
+        b, _, qd, qh, qw = z.shape
         c = self.out_channels
-        if y.is_contiguous(memory_format=torch.channels_last_3d):
-            # memory (b, qd, qh, qw, rd, rh, rw, c): one interleaving copy, channels-last result
-            y = y.permute(0, 2, 3, 4, 1).reshape(b, qd, qh, qw, sd, sh, sw, c).permute(0, 1, 4, 2, 5, 3, 6, 7)
+        if z.is_contiguous(memory_format=torch.channels_last_3d):
+            # memory (b, qd, qh, qw, rd, rh, rw, c): channels-last result
+            y = z.permute(0, 2, 3, 4, 1).reshape(b, qd, qh, qw, sd, sh, sw, c).permute(0, 1, 4, 2, 5, 3, 6, 7)
             y = y.reshape(b, qd * sd, qh * sh, qw * sw, c).permute(0, 4, 1, 2, 3)
         else:
-            y = y.reshape(b, sd, sh, sw, c, qd, qh, qw).permute(0, 4, 5, 1, 6, 2, 7, 3)
+            y = z.reshape(b, sd, sh, sw, c, qd, qh, qw).permute(0, 4, 5, 1, 6, 2, 7, 3)
             y = y.reshape(b, c, qd * sd, qh * sh, qw * sw)
-        od, oh, ow = (d - 1) * sd - 2 * pd + td * sd, (h - 1) * sh - 2 * ph + th * sh, (w - 1) * sw - 2 * pw + tw * sw
+        od, oh, ow = self.output_shape(tuple(q - t + 1 for q, t in zip((qd, qh, qw), self.taps)))
         return y[:, :, pd : pd + od, ph : ph + oh, pw : pw + ow]
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Spatial output shape for an input of spatial ``shape``."""
+        return tuple((n - 1) * s - 2 * p + t * s for n, s, p, t in zip(shape, self.stride, self.padding, self.taps))
+
+    def write(self, x: torch.Tensor, out: torch.Tensor, *, relu: bool = False) -> None:
+        """Write ``self(x)`` (through a ReLU if ``relu``) into ``out``, a tensor or view of the output's
+        shape (e.g. a channel range of a concatenation buffer), without the interleaved copy: each
+        residue class of output positions is one strided copy from the stride-1 convolution."""
+        expected = (x.shape[0], self.out_channels, *self.output_shape(tuple(x.shape[2:])))
+        if tuple(out.shape) != expected:
+            raise ValueError(f"output {tuple(out.shape)} does not match {expected}")
+        z = self.convolve(x)
+        c, (sd, sh, sw) = self.out_channels, self.stride
+        for residue in itertools.product(range(sd), range(sh), range(sw)):
+            # output positions j, j + s, j + 2 s, ... of each axis: padded position u = j + p is
+            # stride-1 position u // s, residue class u % s (the weight's output-channel block)
+            u = [j + p for j, p in zip(residue, self.padding)]
+            block = ((u[0] % sd) * sh + u[1] % sh) * sw + u[2] % sw
+            dst = out[:, :, residue[0] :: sd, residue[1] :: sh, residue[2] :: sw]
+            n = dst.shape[2:]
+            src = z[:, block * c : (block + 1) * c, u[0] // sd : u[0] // sd + n[0], u[1] // sh : u[1] // sh + n[1],
+                    u[2] // sw : u[2] // sw + n[2]]
+            if relu:
+                torch.clamp_min(src, 0, out=dst)
+            else:
+                dst.copy_(src)
 
 
 def subpixel_transposed_convolutions(network: nn.Module) -> tuple[nn.Module, int]:

@@ -1,0 +1,80 @@
+"""The native CPU form of the PET U-Net (PyTorch only: no concatenation or interleaving copies)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import phantom, randomised
+from volgan.inference import Predictor
+from volgan.inference import native_kernels
+from volgan.inference.native import native_network
+from volgan.networks import ConcatenatedGenerator, PetUNetGenerator
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: PetUNetGenerator("small"), (1, 1, 20, 33, 17)),  # padded to multiples of 16 and cropped back
+    (lambda: PetUNetGenerator("small", residual=True), (2, 1, 16, 16, 16)),  # a batch
+    (lambda: PetUNetGenerator(channels=(4, 8, 8), residual=True, in_channels=2), (1, 2, 9, 13, 30)),  # 2 channels
+    (lambda: PetUNetGenerator(channels=(5, 7)), (1, 1, 3, 5, 4)),  # two levels, odd widths
+    (lambda: ConcatenatedGenerator(2, "small", residual=True), (1, 1, 18, 17, 16)),  # the paper's chained stages
+])
+def test_native_unet_computes_the_network(make, shape):
+    net = randomised(make())
+    native = native_network(net)
+    assert native is not None and not native.winograd
+    x = torch.randn(*shape)  # negative values: the ReLUs and the residual input matter
+    with torch.no_grad():
+        ref = net(x)
+    y = native(x)
+    assert y.shape == ref.shape and (ref > 0).any() and (ref == 0).any()
+    assert (y - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
+
+
+def test_the_network_is_left_as_it_was():
+    net = randomised(PetUNetGenerator("small", residual=True))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    native_network(net)(torch.randn(1, 1, 16, 16, 16))
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    assert all(p.is_contiguous() for p in net.parameters())
+
+
+class Shifted(PetUNetGenerator):
+    def forward(self, x):
+        return super().forward(x) + 1
+
+
+def test_other_structures_are_refused():
+    assert native_network(PetUNetGenerator("small").train()) is None  # batch statistics
+    assert native_network(ConcatenatedGenerator(2, "small").train()) is None
+    assert native_network(Shifted("small").eval()) is None  # a subclass may compute something else
+    relu = PetUNetGenerator("small").eval()
+    relu.encoder[1][2] = nn.ReLU()
+    assert native_network(relu) is None
+    dilated = PetUNetGenerator("small").eval()
+    dilated.decoder[0][0] = nn.ConvTranspose3d(128, 64, 4, stride=2, padding=1, dilation=2)
+    assert native_network(dilated) is None
+    stages = ConcatenatedGenerator(2, "small").eval()
+    stages.stages[1].decoder[1][2] = nn.Identity()
+    assert native_network(stages) is None
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_predictor_runs_the_unet_natively_without_a_c_compiler(fast, monkeypatch):
+    """``auto`` picks the native form for the PET U-Net on the CPU in fp32 (it needs no compiled
+    kernels), in the default and the fast mode, and it matches the PyTorch backend."""
+    monkeypatch.setenv("VOLGAN_NATIVE_KERNELS", "0")
+    native_kernels.load_library.cache_clear()
+    try:
+        net = randomised(PetUNetGenerator(channels=(4, 8, 8), residual=True))
+        arr = phantom((40, 36, 30))
+        native = Predictor(net, roi_size=(16, 16, 16), device="cpu", fast=fast, precision="fp32")
+        assert native.backend == "native" and not native.winograd
+        torch_pred = Predictor(net, roi_size=(16, 16, 16), device="cpu", fast=fast, precision="fp32", backend="torch")
+        ref = torch_pred.predict_array(arr)
+        np.testing.assert_allclose(native.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
+        assert Predictor(net, device="cpu", backend="native", winograd=False).backend == "native"
+    finally:
+        native_kernels.load_library.cache_clear()
