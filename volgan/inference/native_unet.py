@@ -55,11 +55,6 @@ def supported(network: PetUNetGenerator) -> bool:
             and is_subpixel_convertible(network.head))
 
 
-def _channels_last(layer: SubPixelConvTranspose3d) -> SubPixelConvTranspose3d:
-    layer.weight = layer.weight.to(memory_format=CHANNELS_LAST)
-    return layer
-
-
 class NativePetUNet:
     """Callable ``(B, C, D, H, W)`` float32 CPU tensor -> output of the U-Net on it.
 
@@ -76,8 +71,8 @@ class NativePetUNet:
             self.encoder.append((conv.weight.detach().float().to(memory_format=CHANNELS_LAST),
                                  None if conv.bias is None else conv.bias.detach().float(),
                                  (conv.stride, conv.padding, conv.dilation), float(down[-1].negative_slope)))
-        self.decoder = [_channels_last(SubPixelConvTranspose3d(fuse_conv_bn_eval(up[0], up[1], transpose=True)).float())
-                        for up in network.decoder]
+        self.decoder = [SubPixelConvTranspose3d(fuse_conv_bn_eval(up[0], up[1], transpose=True)).float()
+                        .to(memory_format=CHANNELS_LAST) for up in network.decoder]
         self.head = SubPixelConvTranspose3d(network.head).float()
         width = network.channels[0]  # the head's input: (decoder output, first encoder output)
         self.head_weights = [w.to(memory_format=CHANNELS_LAST) for w in self.head.weight.split(width, dim=1)]
