@@ -76,6 +76,7 @@ def _network(bundle: str) -> tuple[torch.nn.Module, dict]:
     load_generator_weights(net, parser.get_parsed_content("ckpt_path"))
     settings = {k: parser.get_parsed_content(k) for k in ("roi_size", "sw_batch_size", "overlap")}
     settings["max_window"] = parser.get_parsed_content("max_window") if "max_window" in parser else (128, 128, 128)
+    settings["fp32_share"] = parser.get_parsed_content("fp32_share") if "fp32_share" in parser else 0.0
     return net.eval(), settings
 
 
@@ -106,7 +107,8 @@ def worker(args) -> None:
     volume = np.load(args.volume, mmap_mode=None)
     if args.bundle == "conv":
         net = torch.nn.Conv3d(1, 1, 3, padding=1).eval()
-        settings = {"roi_size": [64] * 3, "sw_batch_size": 2, "overlap": 0.25, "max_window": (128, 128, 128)}
+        settings = {"roi_size": [64] * 3, "sw_batch_size": 2, "overlap": 0.25, "max_window": (128, 128, 128),
+                    "fp32_share": 0.0}
     else:
         net, settings = _network(args.bundle)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -125,7 +127,7 @@ def worker(args) -> None:
         backend = {"fast-torch": "torch", "compile": "torch", "fp32-direct": "onnxruntime"}.get(args.mode, "auto")
         pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
                          overlap=settings["overlap"], max_window=settings["max_window"], device="cpu",
-                         fast=fast, backend=backend,
+                         fast=fast, backend=backend, fp32_share=settings["fp32_share"],
                          winograd=args.mode != "fp32-direct")
         if args.mode == "compile":  # compiled for the plan's window shape; compilation reported apart
             pred.network = torch.compile(pred.network)

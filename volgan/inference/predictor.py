@@ -17,9 +17,10 @@ from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
 from volgan.inference.allocator import keep_freed_memory
 from volgan.inference.depth_major import depth_major_network
+from volgan.inference.mixed_precision import convolution_flops, keep_cheapest_in_fp32
 from volgan.inference.native import native_network
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
-from volgan.inference.optimise import fast_precision, fold_batchnorm
+from volgan.inference.optimise import fast_precision, fold_batchnorm, inplace_activations
 from volgan.inference.stitch import sliding_window
 from volgan.inference.subpixel import subpixel_transposed_convolutions
 from volgan.inference.tiling import WindowPlan, fitted_plan, grid_plan
@@ -95,6 +96,11 @@ class Predictor:
         winograd: on the CPU in fp32, run 3x3x3 convolutions as depth Winograd (natively or in
             ONNX Runtime; same function up to fp32 rounding); ``False`` with ``backend="auto"``
             runs PyTorch, with ``backend="onnxruntime"`` ONNX Runtime's direct convolutions.
+        fp32_share: in bf16/fp16, the cheapest convolutions, up to this share of the network's
+            FLOPs, run in fp32 (:mod:`volgan.inference.mixed_precision`: on RED-WGAN its four
+            narrowest layers, 4.9 % of the FLOPs, carried most of the bf16 rounding error; its
+            bundle sets 0.05); ``Predictor.fp32_layers`` names them; 0 (default): every layer in
+            reduced precision.
         normaliser: object with ``fit(array) -> LinearScale`` (default: ``PercentileScaler()``).
             One that needs the volume's metadata (e.g. :class:`~volgan.data.SuvScaler`, whose
             SUV factor comes from DICOM headers) also has ``fit_volume(volume) -> LinearScale``,
@@ -126,6 +132,7 @@ class Predictor:
         margin: int = 16,
         backend: str = "auto",
         winograd: bool = True,
+        fp32_share: float = 0.0,
         normaliser: PercentileScaler | SuvScaler | None = None,
     ):
         self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -148,7 +155,7 @@ class Predictor:
         self.network = network
         if self._native is None:
             folded = fold_batchnorm(network)
-            self.network = (copy.deepcopy(network) if folded is network else folded).to(self.device)
+            self.network = inplace_activations(copy.deepcopy(network) if folded is network else folded).to(self.device)
         try_rewrite = (use_winograd and self._native is None and backend in ("auto", "onnxruntime")
                        and onnxruntime_available() and any(map(worth_winograd, network.modules())))
         rewritten = depth_major_network(self.network) if try_rewrite else None
@@ -158,11 +165,15 @@ class Predictor:
         # the rewrite's Python code depends on the depth only: exported with a small plane
         self._onnx = None if self.backend != "onnxruntime" else OnnxRuntimeForward(
             rewritten if rewritten is not None else self.network, plane_dynamic=rewritten is not None)
-        self.subpixel = 0
+        self.subpixel, self.fp32_layers = 0, []
+        reduced = self.backend == "torch" and PRECISIONS[self.precision] is not None
+        flops = convolution_flops(self.network) if reduced and fp32_share > 0 else None
         if self.backend == "torch" and self.device.type == "cpu":
             # PyTorch's CPU transposed convolutions scatter (col2im); as stride-1 convolutions
             # plus a pixel shuffle the PET U-Net ran 1.2-1.3x faster
             self.network, self.subpixel = subpixel_transposed_convolutions(self.network)
+        if reduced:  # the narrow layers next to the image set most of the rounding error
+            self.network, self.fp32_layers = keep_cheapest_in_fp32(self.network, fp32_share, flops)
         if self.device.type == "cpu":
             keep_freed_memory()  # large host allocations reused: no page faults on every pass
         self.channels_last = self.fast if channels_last is None else bool(channels_last)

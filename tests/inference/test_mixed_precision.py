@@ -1,0 +1,140 @@
+"""Reduced precision with the cheapest convolutions in fp32, and in-place activations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import phantom, randomised
+from volgan.inference import Predictor
+from volgan.inference.mixed_precision import (
+    Float32Island,
+    cheapest_convolutions,
+    convolution_flops,
+    keep_cheapest_in_fp32,
+)
+from volgan.inference.optimise import fold_batchnorm, inplace_activations
+from volgan.networks import RedWganGenerator
+
+WEIGHTS = Path(__file__).parents[2] / "bundles" / "mri_denoise_redwgan" / "models" / "model.pt"
+
+
+class Pyramid(nn.Module):
+    """Full resolution 1 -> 4, a stride-2 4 -> 8, a transposed 8 -> 4 back up, and 4 -> 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv3d(1, 4, 3, padding=1)
+        self.down = nn.Conv3d(4, 8, 2, stride=2)
+        self.up = nn.ConvTranspose3d(8, 4, 2, stride=2)
+        self.out = nn.Conv3d(4, 1, 1)
+
+    def forward(self, x):
+        return self.out(self.up(self.down(self.a(x))))
+
+
+def test_convolution_flops_count_each_layer_at_its_own_resolution():
+    flops = convolution_flops(Pyramid(), probe_shape=(8, 8, 8))
+    assert flops == {
+        "a": 2 * 1 * 4 * 27,
+        "down": 2 * 4 * 8 * 8 / 8,  # one output voxel per 8 input voxels
+        "up": 2 * 8 * 4 * 8 / 8,  # counted per input voxel of the transposed convolution
+        "out": 2 * 4 * 1,
+    }
+
+
+def test_cheapest_convolutions_stay_within_the_share():
+    flops = {"wide": 90.0, "narrow": 4.0, "tiny": 1.0, "mid": 5.0}
+    assert cheapest_convolutions(flops, 0.05) == ["tiny", "narrow"]
+    assert cheapest_convolutions(flops, 0.10) == ["tiny", "narrow", "mid"]
+    assert cheapest_convolutions(flops, 0.0) == []
+
+
+def test_fp32_islands_run_in_fp32_under_autocast_and_leave_the_network_unchanged():
+    net = randomised(Pyramid())
+    mixed, names = keep_cheapest_in_fp32(net, 0.4)  # FLOPs per voxel: out 8, down 64, up 64, a 216
+    assert names == ["out", "down", "up"] and isinstance(mixed.out, Float32Island) and isinstance(net.out, nn.Conv3d)
+    dtypes = {}
+    for name in ("a", "down", "up", "out"):
+        mixed.get_submodule(name).register_forward_hook(lambda m, i, o, name=name: dtypes.__setitem__(name, o.dtype))
+    x = torch.rand(1, 1, 8, 8, 8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = mixed(x)
+    assert dtypes == {"a": torch.bfloat16, "down": torch.float32, "up": torch.float32, "out": torch.float32}
+    assert y.dtype == torch.float32
+    assert keep_cheapest_in_fp32(net, 0.2)[1] == ["out"]
+    assert keep_cheapest_in_fp32(net, 0.0) == (net, [])
+
+
+def test_redwgan_fast_mode_is_closer_to_fp32_with_its_narrow_layers_in_fp32():
+    """The shipped denoiser in bf16: the bundle's 5 % share keeps its four narrowest layers in fp32,
+    which brings the result much closer to fp32 (same windows, so only precision differs)."""
+    arr = phantom((40, 36, 32)) + np.random.default_rng(0).normal(0, 5, (40, 36, 32)).clip(0).astype(np.float32)
+
+    def run(precision, share):
+        pred = Predictor(RedWganGenerator("small"), checkpoint=WEIGHTS, device="cpu", fast=True,
+                         precision=precision, backend="torch", fp32_share=share)
+        return pred, pred.predict_array(arr)
+
+    _, ref = run("fp32", 0.0)
+    mixed, out_mixed = run("bf16", 0.05)
+    plain, out_plain = run("bf16", 0.0)
+    assert sorted(mixed.fp32_layers) == ["dec1", "dec2", "enc1.0", "enc2.0"] and plain.fp32_layers == []
+
+    def psnr(out):
+        return 10 * np.log10((ref.max() - ref.min()) ** 2 / np.mean((out - ref) ** 2))
+
+    assert psnr(out_mixed) > psnr(out_plain) + 6, (psnr(out_mixed), psnr(out_plain))
+
+
+class SkipAfterActivation(nn.Module):
+    """``act(conv(x)) + conv(x)``: the activation's input has another user, so it must not run in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act, self.act2 = nn.Conv3d(1, 2, 3, padding=1), nn.BatchNorm3d(2), nn.ReLU(), nn.ELU()
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = self.bn(self.conv(x))  # fresh and used once
+        return self.act(y) + y + self.act2(z) + nn.functional.relu(x)
+
+
+class SharedActivation(nn.Module):
+    """One LeakyReLU module called twice: once safely, once on the network input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act = nn.Conv3d(1, 1, 3, padding=1), nn.LeakyReLU(0.1)
+
+    def forward(self, x):
+        return self.act(self.conv(x)) + self.act(x)
+
+
+@pytest.mark.parametrize("net, expected", [(SkipAfterActivation(), {"act": False, "act2": True}),
+                                           (SharedActivation(), {"act": False})])
+def test_activations_run_in_place_only_on_fresh_single_use_tensors(net, expected):
+    net = randomised(net)
+    graph = inplace_activations(torch.fx.symbolic_trace(net))
+    assert {name: graph.get_submodule(name).inplace for name in expected} == expected
+    x = torch.randn(1, 1, 6, 5, 4)
+    before = x.clone()
+    with torch.inference_mode():
+        torch.testing.assert_close(graph(x), net(x))
+    torch.testing.assert_close(x, before)  # the caller's input is never modified
+
+
+def test_inplace_activations_keep_the_redwgan_function():
+    net = randomised(RedWganGenerator("small"))
+    graph = inplace_activations(fold_batchnorm(net))
+    assert sum(getattr(m, "inplace", False) for m in graph.modules()) == 8  # 7 LeakyReLUs and the output ReLU
+    assert not any(getattr(m, "inplace", False) for m in net.modules())  # a copy: the network is untouched
+    x = torch.rand(1, 1, 12, 10, 8)
+    with torch.inference_mode():
+        ref = net(x)
+        torch.testing.assert_close(graph(x), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
+    assert inplace_activations(net) is net  # not a GraphModule: returned as is
