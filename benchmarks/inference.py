@@ -34,6 +34,10 @@ A memory line follows: a 512^3 float32 volume through each stitcher with a one-l
 stitcher's memory does not depend on the network; activations depend on the window only), peak
 RSS as a multiple of the volume's size.
 
+A second table times fast mode's convolutions alone (every convolution call of one window,
+recorded and then timed by itself): the share of the peak that the network's layer shapes allow
+with these convolution kernels, an upper bound for the whole pass.
+
 With ``--warm`` each mode also runs a second time in the same process ("warm s" and its share of
 the peak): what each further file of a batch costs, without first-touch page faults and one-time
 kernel set-up.
@@ -136,6 +140,10 @@ def worker(args) -> None:
                 pred._forward(torch.rand(1, 1, *pred.plan(volume.shape).window))
             extra["prepare_s"] = time.perf_counter() - t
             start = time.perf_counter()
+        if args.mode == "fast-convs":  # the convolutions alone; no output to compare
+            print(json.dumps({**convolutions_alone(pred, volume.shape), "computed_voxels": pred.plan(volume.shape).computed_voxels,
+                              "peak_gflops": probe_gflops(args.peak_kind) if args.peak_kind else None}))
+            return
         out = pred.predict_array(volume)
         extra["computed_voxels"] = pred.plan(volume.shape if fast else _padded(volume.shape, pred.roi_size)).computed_voxels
         extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}"
@@ -149,6 +157,41 @@ def worker(args) -> None:
     if args.peak_kind:  # after the timed passes (which it must not warm up): this process's peak now
         extra["peak_gflops"] = probe_gflops(args.peak_kind)
     print(json.dumps({"seconds": seconds, "peak_rss": rss, "rss_before": rss_before, **extra}))
+
+
+def convolutions_alone(pred, shape) -> dict:
+    """Seconds the fast mode's convolutions take alone over the plan for a volume of ``shape``: every
+    ``F.conv3d`` call of one window's forward pass is recorded (inputs, weights, autocast state),
+    then timed by itself (best of 3) and summed, times the plan's windows. What the network's
+    layer shapes allow with these convolution kernels and nothing else: an upper bound on the
+    share of the peak that any implementation built on them can reach."""
+    import torch.nn.functional as F
+
+    plan = pred.plan(shape)
+    calls, conv3d = [], F.conv3d
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs, torch.is_autocast_cpu_enabled(), torch.get_autocast_dtype("cpu")))
+        return conv3d(*args, **kwargs)
+
+    F.conv3d = recording
+    try:
+        with torch.inference_mode():
+            pred._forward(torch.rand(pred.batch_size(plan), 1, *plan.window))
+    finally:
+        F.conv3d = conv3d
+    total = 0.0
+    with torch.inference_mode():
+        for args, kwargs, autocast, dtype in calls:
+            best = float("inf")
+            with torch.autocast("cpu", dtype=dtype, enabled=autocast):
+                for _ in range(3):
+                    t = time.perf_counter()
+                    conv3d(*args, **kwargs)
+                    best = min(best, time.perf_counter() - t)
+            total += best
+    passes = -(-len(plan) // pred.batch_size(plan))
+    return {"seconds": total * passes, "convolutions": len(calls)}
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -267,6 +310,10 @@ def speed_table(args, peak: float, peak_kind: str, work: Path) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     from volgan.inference.tiling import grid_plan
 
+    alone = ["", "Fast mode's convolutions alone (each convolution call of a window timed by itself, summed over the plan): "
+             "the share of the peak these layer shapes allow",
+             "| network | convolution calls per pass | conv s | fast s | conv share of fast time | conv eff. GFLOP/s | conv % peak |",
+             "|---|---|---|---|---|---|---|"]
     for bundle in args.bundles:
         net, settings = _network(bundle)
         fpv = flops_per_voxel(net)
@@ -282,6 +329,8 @@ def speed_table(args, peak: float, peak_kind: str, work: Path) -> list[str]:
             res = run_worker(bundle, "whole", vol_path, work / "whole.npy")
             print(f"  {Path(bundle).name} whole volume: {res}", flush=True)
             whole = np.load(work / "whole.npy") if "seconds" in res else None
+        convs = run_worker(bundle, "fast-convs", vol_path, work / "unused.npy", peak_kind=peak_kind)
+        print(f"  {Path(bundle).name} fast convolutions alone: {convs}", flush=True)
         base_computed = grid_plan(_padded(volume.shape, settings["roi_size"]), settings["roi_size"], 0.25).computed_voxels
         base_s = statistics.median(x["seconds"] for x in runs["baseline"] if "seconds" in x)
         for m in modes:
@@ -309,7 +358,12 @@ def speed_table(args, peak: float, peak_kind: str, work: Path) -> list[str]:
                 f"{base_s / s:.2f} | {gflops:.1f} | {100 * run_share:.0f} | {100 * gflops / peak:.0f} | {warm} | {max(x['peak_rss'] for x in ok) / 2**30:.2f} | "
                 f"{err:.2e} | {psnr:.1f} | {vs_whole} |"
             )
-    return rows
+        if "seconds" in convs and runs["fast"] and all("seconds" in x for x in runs["fast"]):
+            fast_s = statistics.median(x["seconds"] for x in runs["fast"])
+            conv_gflops = fpv * convs["computed_voxels"] / convs["seconds"] / 1e9
+            alone.append(f"| {Path(bundle).name} | {convs['convolutions']} | {convs['seconds']:.2f} | {fast_s:.2f} | "
+                         f"{100 * convs['seconds'] / fast_s:.0f} % | {conv_gflops:.1f} | {100 * conv_gflops / convs['peak_gflops']:.0f} |")
+    return rows + alone
 
 
 def memory_lines(shape, work: Path) -> list[str]:

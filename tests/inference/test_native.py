@@ -18,6 +18,7 @@ from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
 from volgan.inference import native_kernels
 from volgan.inference.native import native_network
+from volgan.inference.optimise import cpu_has_fast_bf16
 from volgan.networks import MdcsrnGenerator, RedWganGenerator
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="needs a C compiler")
@@ -118,7 +119,9 @@ def test_predictor_runs_natively_and_matches_pytorch(make):
     torch_pred = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
     ref = torch_pred.predict_array(arr)
     np.testing.assert_allclose(native.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
-    assert Predictor(net, device="cpu", fast=True).backend == "native"
+    assert Predictor(net, device="cpu", fast=True, precision="fp32").backend == "native"
+    # fast mode's own precision: bf16 in PyTorch on a CPU with native bf16, else fp32 natively
+    assert Predictor(net, device="cpu", fast=True).backend == ("torch" if cpu_has_fast_bf16() else "native")
     assert Predictor(net, device="cpu", winograd=False).backend == "torch"
     with pytest.raises(ValueError, match="backend='native' runs a PET U-Net, mDCSRN or RED-WGAN"):
         Predictor(nn.Sequential(nn.Conv3d(1, 1, 3, padding=1)), device="cpu", backend="native")
