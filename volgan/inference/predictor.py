@@ -99,8 +99,8 @@ class Predictor:
         fp32_share: in bf16/fp16, the cheapest convolutions, up to this share of the network's
             FLOPs, run in fp32 (:mod:`volgan.inference.mixed_precision`: on RED-WGAN its four
             narrowest layers, 4.9 % of the FLOPs, carried most of the bf16 rounding error; its
-            bundle sets 0.05); ``Predictor.fp32_layers`` names them; 0 (default): every layer in
-            reduced precision.
+            bundle sets 0.03: three of them); ``Predictor.fp32_layers`` names them; 0 (default):
+            every layer in reduced precision.
         normaliser: object with ``fit(array) -> LinearScale`` (default: ``PercentileScaler()``).
             One that needs the volume's metadata (e.g. :class:`~volgan.data.SuvScaler`, whose
             SUV factor comes from DICOM headers) also has ``fit_volume(volume) -> LinearScale``,
