@@ -265,22 +265,11 @@ def conv_peak_gflops() -> tuple[float, str]:
 
 
 def flops_per_voxel(net: torch.nn.Module) -> float:
-    total = 0
+    """Direct-convolution FLOPs per voxel of the whole network (a transposed convolution counted
+    per input voxel; :func:`volgan.inference.mixed_precision.convolution_flops`)."""
+    from volgan.inference.mixed_precision import convolution_flops
 
-    def hook(module, inputs, output):
-        nonlocal total
-        k = module.weight.shape[2:].numel()
-        # a transposed convolution multiplies each *input* voxel by the kernel (its output is
-        # stride^3 larger); a convolution each output voxel
-        voxels = inputs[0].numel() // module.in_channels if module.transposed else output.numel() // module.out_channels
-        total += 2 * voxels * (module.in_channels // module.groups) * module.out_channels * k
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))]
-    with torch.inference_mode():
-        net(torch.rand(1, 1, 16, 16, 16))
-    for h in handles:
-        h.remove()
-    return total / 16**3
+    return sum(convolution_flops(net).values())
 
 
 def benchmark_volume(shape) -> np.ndarray:

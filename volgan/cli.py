@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     infer.add_argument("--fast", action="store_true",
                        help="fast mode: fewer, larger windows (small differences at their seams), reduced "
-                            "precision where the hardware has it natively; fp32 stays the default for "
-                            "quantitative work (see README)")
+                            "precision where the hardware has it natively (bf16 on CUDA and on CPUs with "
+                            "AVX-512 BF16 or AMX; a bundle's fp32_share keeps its cheapest layers in fp32); "
+                            "fp32 stays the default for quantitative work (see README)")
     infer.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                        help="default: fp32 (fast mode: the device's fast precision)")
     infer.add_argument("--backend", choices=("auto", "native", "onnxruntime", "torch"), default=None,
