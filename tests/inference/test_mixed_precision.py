@@ -138,3 +138,21 @@ def test_inplace_activations_keep_the_redwgan_function():
         ref = net(x)
         torch.testing.assert_close(graph(x), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
     assert inplace_activations(net) is net  # not a GraphModule: returned as is
+
+
+class NeedsLargeInputs(nn.Module):
+    """Four stride-2 convolutions without padding: a 16^3 probe shrinks to nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Sequential(*[nn.Conv3d(1, 1, 3, stride=2) for _ in range(4)])
+
+    def forward(self, x):
+        return nn.functional.interpolate(self.down(x), size=x.shape[2:])
+
+
+def test_a_network_the_flop_probe_cannot_run_keeps_every_layer_in_reduced_precision(caplog):
+    with pytest.raises(RuntimeError):
+        convolution_flops(NeedsLargeInputs())
+    pred = Predictor(NeedsLargeInputs(), device="cpu", precision="bf16", backend="torch", fp32_share=0.5)
+    assert pred.fp32_layers == [] and "fp32_share ignored" in caplog.text

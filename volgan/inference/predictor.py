@@ -167,18 +167,27 @@ class Predictor:
             rewritten if rewritten is not None else self.network, plane_dynamic=rewritten is not None)
         self.subpixel, self.fp32_layers = 0, []
         reduced = self.backend == "torch" and PRECISIONS[self.precision] is not None
-        flops = convolution_flops(self.network) if reduced and fp32_share > 0 else None
+        flops = self._convolution_flops() if reduced and fp32_share > 0 else None
         if self.backend == "torch" and self.device.type == "cpu":
             # PyTorch's CPU transposed convolutions scatter (col2im); as stride-1 convolutions
             # plus a pixel shuffle the PET U-Net ran 1.2-1.3x faster
             self.network, self.subpixel = subpixel_transposed_convolutions(self.network)
-        if reduced:  # the narrow layers next to the image set most of the rounding error
+        if flops:  # the narrow layers next to the image set most of the rounding error
             self.network, self.fp32_layers = keep_cheapest_in_fp32(self.network, fp32_share, flops)
         if self.device.type == "cpu":
             keep_freed_memory()  # large host allocations reused: no page faults on every pass
         self.channels_last = self.fast if channels_last is None else bool(channels_last)
         if self.channels_last and self._native is None:
             self.network = self.network.to(memory_format=torch.channels_last_3d)
+
+    def _convolution_flops(self) -> dict[str, float]:
+        """FLOPs per convolution, probed on a small input; empty (every layer in reduced precision,
+        with a warning) for a network that cannot run on it."""
+        try:
+            return convolution_flops(self.network)
+        except Exception as err:  # e.g. a network that needs larger inputs than the probe
+            logger.warning("fp32_share ignored: the FLOP probe failed (%s: %s)", type(err).__name__, err)
+            return {}
 
     def _choose_backend(self, backend: str, has_rewrite: bool) -> str:
         if backend not in BACKENDS:
