@@ -1,4 +1,4 @@
-"""Reduced precision with the cheapest convolutions in fp32, and in-place activations."""
+"""Reduced precision with the cheapest convolutions in fp32."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from volgan.inference.mixed_precision import (
     convolution_flops,
     keep_cheapest_in_fp32,
 )
-from volgan.inference.optimise import fold_batchnorm, inplace_activations
 from volgan.networks import RedWganGenerator
 
 WEIGHTS = Path(__file__).parents[2] / "bundles" / "mri_denoise_redwgan" / "models" / "model.pt"
@@ -89,55 +88,6 @@ def test_redwgan_fast_mode_is_closer_to_fp32_with_its_narrow_layers_in_fp32():
         return 10 * np.log10((ref.max() - ref.min()) ** 2 / np.mean((out - ref) ** 2))
 
     assert psnr(out_mixed) > psnr(out_plain) + 6, (psnr(out_mixed), psnr(out_plain))
-
-
-class SkipAfterActivation(nn.Module):
-    """``act(conv(x)) + conv(x)``: the activation's input has another user, so it must not run in place."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.bn, self.act, self.act2 = nn.Conv3d(1, 2, 3, padding=1), nn.BatchNorm3d(2), nn.ReLU(), nn.ELU()
-
-    def forward(self, x):
-        y = self.conv(x)
-        z = self.bn(self.conv(x))  # fresh and used once
-        return self.act(y) + y + self.act2(z) + nn.functional.relu(x)
-
-
-class SharedActivation(nn.Module):
-    """One LeakyReLU module called twice: once safely, once on the network input."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.act = nn.Conv3d(1, 1, 3, padding=1), nn.LeakyReLU(0.1)
-
-    def forward(self, x):
-        return self.act(self.conv(x)) + self.act(x)
-
-
-@pytest.mark.parametrize("net, expected", [(SkipAfterActivation(), {"act": False, "act2": True}),
-                                           (SharedActivation(), {"act": False})])
-def test_activations_run_in_place_only_on_fresh_single_use_tensors(net, expected):
-    net = randomised(net)
-    graph = inplace_activations(torch.fx.symbolic_trace(net))
-    assert {name: graph.get_submodule(name).inplace for name in expected} == expected
-    x = torch.randn(1, 1, 6, 5, 4)
-    before = x.clone()
-    with torch.inference_mode():
-        torch.testing.assert_close(graph(x), net(x))
-    torch.testing.assert_close(x, before)  # the caller's input is never modified
-
-
-def test_inplace_activations_keep_the_redwgan_function():
-    net = randomised(RedWganGenerator("small"))
-    graph = inplace_activations(fold_batchnorm(net))
-    assert sum(getattr(m, "inplace", False) for m in graph.modules()) == 8  # 7 LeakyReLUs and the output ReLU
-    assert not any(getattr(m, "inplace", False) for m in net.modules())  # a copy: the network is untouched
-    x = torch.rand(1, 1, 12, 10, 8)
-    with torch.inference_mode():
-        ref = net(x)
-        torch.testing.assert_close(graph(x), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
-    assert inplace_activations(net) is net  # not a GraphModule: returned as is
 
 
 class NeedsLargeInputs(nn.Module):

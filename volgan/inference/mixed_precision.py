@@ -24,8 +24,6 @@ CONVOLUTIONS_3D = (nn.Conv3d, nn.ConvTranspose3d)
 class Float32Island(nn.Module):
     """Runs ``module`` in fp32 with autocast off (its input cast to float32); the output stays float32."""
 
-    fresh_output = True  # a new tensor, never a view of the input (volgan.inference.optimise)
-
     def __init__(self, module: nn.Module):
         super().__init__()
         self.module = module

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import operator
 import re
 from pathlib import Path
 
@@ -54,45 +53,6 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     graph.delete_all_unused_submodules()
     graph.recompile()
     return graph
-
-
-ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU)
-# nodes whose output is a fresh tensor of their own (not a view of, or the same tensor as, an input)
-FRESH_MODULES = CONVOLUTIONS + BATCHNORMS
-
-
-def _fresh(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        module = modules[node.target]
-        return isinstance(module, FRESH_MODULES) or getattr(module, "fresh_output", False)
-    return node.op == "call_function" and node.target in (operator.add, torch.add, torch.cat)
-
-
-def inplace_activations(network: nn.Module) -> nn.Module:
-    """``network`` (a ``torch.fx.GraphModule`` from :func:`fold_batchnorm`) with every ReLU,
-    LeakyReLU and ELU made in place where its input is a fresh tensor used by nothing else.
-
-    Out of place, each activation allocates and writes a tensor as large as its input, and memory
-    that a process has not touched yet is page-faulted in: RED-WGAN's first 104x120x104 bf16
-    window in a process took 1.5 s with in-place activations against 4.4 s without (a 64-channel
-    LeakyReLU alone: 26 ms in place, 69 ms into fresh memory). Once a process has reused its
-    memory, later windows ran at the same speed either way (1.11 against 1.05 s). Another
-    network is returned as is.
-    """
-    if not isinstance(network, torch.fx.GraphModule):
-        return network
-    modules = dict(network.named_modules())
-    safe: dict[str, bool] = {}  # per activation module: may every call of it run in place?
-    for node in network.graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], ACTIVATIONS):
-            continue
-        source = node.args[0] if node.args else None
-        ok = isinstance(source, torch.fx.Node) and len(source.users) == 1 and _fresh(source, modules)
-        safe[node.target] = safe.get(node.target, True) and ok
-    for target, ok in safe.items():
-        if ok:
-            modules[target].inplace = True
-    return network
 
 
 def batchnorm_affine(norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ from volgan.inference.depth_major import depth_major_network
 from volgan.inference.mixed_precision import convolution_flops, keep_cheapest_in_fp32
 from volgan.inference.native import native_network
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
-from volgan.inference.optimise import fast_precision, fold_batchnorm, inplace_activations
+from volgan.inference.optimise import fast_precision, fold_batchnorm
 from volgan.inference.stitch import sliding_window
 from volgan.inference.subpixel import subpixel_transposed_convolutions
 from volgan.inference.tiling import WindowPlan, fitted_plan, grid_plan
@@ -155,7 +155,7 @@ class Predictor:
         self.network = network
         if self._native is None:
             folded = fold_batchnorm(network)
-            self.network = inplace_activations(copy.deepcopy(network) if folded is network else folded).to(self.device)
+            self.network = (copy.deepcopy(network) if folded is network else folded).to(self.device)
         try_rewrite = (use_winograd and self._native is None and backend in ("auto", "onnxruntime")
                        and onnxruntime_available() and any(map(worth_winograd, network.modules())))
         rewritten = depth_major_network(self.network) if try_rewrite else None
