@@ -124,8 +124,7 @@ def worker(args) -> None:
     volume = np.load(args.volume, mmap_mode=None)
     if args.bundle == "conv":
         net = torch.nn.Conv3d(1, 1, 3, padding=1).eval()
-        settings = {"roi_size": [64] * 3, "sw_batch_size": 2, "overlap": 0.25, "max_window": (128, 128, 128),
-                    "fp32_share": 0.0}
+        settings = {"roi_size": [64] * 3, "sw_batch_size": 2, "overlap": 0.25, "max_window": (128, 128, 128)}
     else:
         net, settings = _network(args.bundle)
     rss_before = peak_rss_bytes()
@@ -144,7 +143,7 @@ def worker(args) -> None:
         backend = {"fast-torch": "torch", "compile": "torch", "fp32-direct": "onnxruntime"}.get(args.mode, "auto")
         pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
                          overlap=settings["overlap"], max_window=settings["max_window"], device="cpu",
-                         fast=fast, backend=backend, fp32_share=settings["fp32_share"],
+                         fast=fast, backend=backend, fp32_share=settings.get("fp32_share", 0.0),
                          winograd=args.mode != "fp32-direct")
         if args.mode == "compile":  # compiled for the plan's window shape; compilation reported apart
             pred.network = torch.compile(pred.network)
@@ -184,7 +183,7 @@ def convolutions_alone(pred, shape) -> dict:
     calls, conv3d = [], F.conv3d
 
     def recording(*args, **kwargs):
-        calls.append((args, kwargs, torch.is_autocast_cpu_enabled(), torch.get_autocast_dtype("cpu")))
+        calls.append((args, kwargs, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
         return conv3d(*args, **kwargs)
 
     F.conv3d = recording

@@ -70,8 +70,9 @@ def test_fp32_islands_run_in_fp32_under_autocast_and_leave_the_network_unchanged
 
 
 def test_redwgan_fast_mode_is_closer_to_fp32_with_its_narrow_layers_in_fp32():
-    """The shipped denoiser in bf16: the bundle's 5 % share keeps its four narrowest layers in fp32,
-    which brings the result much closer to fp32 (same windows, so only precision differs)."""
+    """The shipped denoiser in bf16: a 5 % share keeps its four narrowest layers in fp32 (the bundle
+    uses 0.03: three of them), which brings the result much closer to fp32 (same windows, so only
+    precision differs)."""
     arr = phantom((40, 36, 32)) + np.random.default_rng(0).normal(0, 5, (40, 36, 32)).clip(0).astype(np.float32)
 
     def run(precision, share):
