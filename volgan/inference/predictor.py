@@ -17,7 +17,8 @@ from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
 from volgan.inference.allocator import keep_freed_memory
 from volgan.inference.depth_major import depth_major_network
-from volgan.inference.mixed_precision import convolution_flops, keep_cheapest_in_fp32
+from volgan.inference.fused_pointwise import fold_batchnorm_after_add, fuse_pointwise, fused_pointwise_available
+from volgan.inference.mixed_precision import cheapest_convolutions, convolution_flops, keep_cheapest_in_fp32
 from volgan.inference.native import native_network
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
 from volgan.inference.optimise import fast_precision, fold_batchnorm
@@ -30,6 +31,8 @@ from volgan.io.volume import Volume
 logger = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# precisions whose convolutions run fused through oneDNN on the CPU (PyTorch backend, channels-last)
+FUSED_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # fast mode's large windows are batched only up to this many voxels per forward pass (two 64^3
 # windows): activations scale with it, and two 104x120x104 windows took 17 GB in ONNX Runtime
 FAST_BATCH_VOXELS = 2 * 64**3
@@ -165,18 +168,26 @@ class Predictor:
         # the rewrite's Python code depends on the depth only: exported with a small plane
         self._onnx = None if self.backend != "onnxruntime" else OnnxRuntimeForward(
             rewritten if rewritten is not None else self.network, plane_dynamic=rewritten is not None)
-        self.subpixel, self.fp32_layers = 0, []
+        self.subpixel, self.fp32_layers, self.fused = 0, [], False
+        self.channels_last = self.fast if channels_last is None else bool(channels_last)
         reduced = self.backend == "torch" and PRECISIONS[self.precision] is not None
         flops = self._convolution_flops() if reduced and fp32_share > 0 else None
-        if self.backend == "torch" and self.device.type == "cpu":
+        # the narrow layers next to the image set most of the rounding error
+        fp32_layers = cheapest_convolutions(flops, fp32_share) if flops else []
+        torch_cpu = self.backend == "torch" and self.device.type == "cpu"
+        if torch_cpu:
             # PyTorch's CPU transposed convolutions scatter (col2im); as stride-1 convolutions
             # plus a pixel shuffle the PET U-Net ran 1.2-1.3x faster
             self.network, self.subpixel = subpixel_transposed_convolutions(self.network)
-        if flops:  # the narrow layers next to the image set most of the rounding error
+        if torch_cpu and self.channels_last and self.precision in FUSED_PRECISIONS and fused_pointwise_available():
+            # activations and skip additions in the convolutions' oneDNN post-ops (README)
+            fused = fuse_pointwise(fold_batchnorm_after_add(self.network), FUSED_PRECISIONS[self.precision], fp32_layers)
+            self.network, self.fused = fused, fused is not self.network
+            self.fp32_layers = fp32_layers if self.fused else []
+        if fp32_layers and not self.fused:
             self.network, self.fp32_layers = keep_cheapest_in_fp32(self.network, fp32_share, flops)
         if self.device.type == "cpu":
             keep_freed_memory()  # large host allocations reused: no page faults on every pass
-        self.channels_last = self.fast if channels_last is None else bool(channels_last)
         if self.channels_last and self._native is None:
             self.network = self.network.to(memory_format=torch.channels_last_3d)
 

@@ -1,0 +1,218 @@
+"""Convolutions fused with the element-wise layers after them, for fast mode on the CPU.
+
+oneDNN applies an activation, or a skip addition followed by a ReLU, to a convolution's output
+while it is still in registers ("post-ops"), so those layers cost no pass over memory of their
+own. PyTorch exposes this as ``torch.ops.mkldnn._convolution_pointwise`` (what Inductor emits
+for the CPU). :func:`fuse_pointwise` rewrites a traced network so that every plain 3D
+convolution runs through it, in a fixed precision per layer (weights cast once, not per call as
+under autocast), taking along:
+
+* the LeakyReLU or ReLU that is the convolution's only user;
+* a skip addition that is its only user (binary post-op), and the ReLU after that addition.
+
+:func:`fold_batchnorm_after_add` first removes BatchNorms that follow a skip addition (RED-WGAN's
+decoder: ``BN(conv(y) + e)``), which ordinary folding cannot reach: the BatchNorm's scale goes
+into that convolution and into ``e``'s producer, and out again in ``e``'s other consumers.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import logging
+import operator
+
+import torch
+from torch import nn
+
+from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
+
+logger = logging.getLogger(__name__)
+
+UNARY = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu"}
+ADDITIONS = (operator.add, torch.add)
+
+
+def fused_pointwise_available() -> bool:
+    """True if this PyTorch build has oneDNN's fused CPU convolutions."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+class PointwiseConv3d(nn.Module):
+    """A 3D convolution in ``dtype`` through oneDNN, with an optional skip addition and activation
+    fused into it; channels-last 3D in and out.
+
+    Args:
+        conv: the convolution (zero padding, numeric ``padding``).
+        dtype: the precision it runs in (its input is cast to it; the output is in it).
+        unary: ``"none"``, ``"relu"`` or ``"leaky_relu"``, applied last.
+        slope: LeakyReLU's negative slope.
+        add: ``forward(x, other)`` adds ``other`` before the activation (which must then be
+            ``"none"`` or ``"relu"``: what oneDNN supports after an addition).
+    """
+
+    def __init__(self, conv: nn.Conv3d, dtype: torch.dtype, unary: str = "none", slope: float = 0.0, add: bool = False):
+        super().__init__()
+        if add and unary not in ("none", "relu"):
+            raise ValueError(f"after a fused addition only 'none' or 'relu' is supported, got {unary!r}")
+        self.dtype, self.unary, self.add = dtype, unary, bool(add)
+        self.scalars = [float(slope)] if unary == "leaky_relu" else []
+        self.padding, self.stride = list(conv.padding), list(conv.stride)
+        self.dilation, self.groups = list(conv.dilation), int(conv.groups)
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        weight = conv.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last_3d)
+        # the binary form needs the bias in the input's type; the unary one keeps it in fp32
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels, device=weight.device)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias.to(dtype) if add else bias.float())
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last_3d)
+        args = (self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups)
+        if not self.add:
+            return torch.ops.mkldnn._convolution_pointwise(x, *args, self.unary, self.scalars, None)
+        other = other.to(self.dtype).contiguous(memory_format=torch.channels_last_3d)
+        unary = None if self.unary == "none" else self.unary
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", 1.0, unary, [], None)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, dtype={self.dtype}, unary={self.unary}"
+                + (", add" if self.add else ""))
+
+
+def _fusable(module: nn.Module) -> bool:
+    return (type(module) is nn.Conv3d and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+            and module.weight.device.type == "cpu")
+
+
+def _unary_of(node: torch.fx.Node, modules: dict[str, nn.Module]) -> tuple[str, float] | None:
+    """``(attr, slope)`` when ``node`` is a ReLU or LeakyReLU module call, else None."""
+    if node.op != "call_module":
+        return None
+    module = modules[node.target]
+    kind = UNARY.get(type(module))
+    if kind is None:
+        return None
+    return kind, float(getattr(module, "negative_slope", 0.0))
+
+
+def _sole_user(node: torch.fx.Node) -> torch.fx.Node | None:
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _traced(network: nn.Module) -> torch.fx.GraphModule | None:
+    if isinstance(network, torch.fx.GraphModule):
+        return copy.deepcopy(network)
+    try:
+        return torch.fx.symbolic_trace(copy.deepcopy(network).eval())
+    except Exception as err:  # tracing limits are network-specific; fusion is only an optimisation
+        logger.warning("convolution fusion skipped (%s: %s)", type(err).__name__, err)
+        return None
+
+
+def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` without the eval-mode BatchNorms that follow ``conv(y) + e``, where
+    ``e = act(conv_e(...))`` with ``act`` a ReLU, LeakyReLU or nothing (positively homogeneous),
+    every BatchNorm scale is positive, and ``e``'s other users are convolutions.
+
+    ``BN(conv(y) + e) = s * conv(y) + t + s * e``: ``s`` and ``t`` go into ``conv``; ``s * e`` is
+    ``act(s * conv_e(...))``, so ``s`` goes into ``conv_e``'s output channels and ``1 / s`` into
+    the input channels of ``e``'s other users. The same function, up to rounding. ``network``
+    itself when nothing folds or it cannot be traced.
+    """
+    graph = _traced(network)
+    if graph is None:
+        return network
+    modules = dict(graph.named_modules())
+    folded = 0
+    for add in list(graph.graph.nodes):
+        if not (add.op == "call_function" and add.target in ADDITIONS and len(add.args) == 2 and not add.kwargs):
+            continue
+        bn_node = _sole_user(add)
+        if bn_node is None or bn_node.op != "call_module" or not is_eval_batchnorm(modules[bn_node.target]):
+            continue
+        parts = [a for a in add.args if isinstance(a, torch.fx.Node)]
+        plan = None
+        for conv_node, skip in (parts, parts[::-1]) if len(parts) == 2 else ():
+            if conv_node.op == "call_module" and type(modules[conv_node.target]) is nn.Conv3d and len(conv_node.users) == 1:
+                plan = (conv_node, skip)
+                break
+        if plan is None:
+            continue
+        conv_node, skip = plan
+        producer = skip.args[0] if _unary_of(skip, modules) else skip
+        if not (isinstance(producer, torch.fx.Node) and producer.op == "call_module"
+                and type(modules[producer.target]) is nn.Conv3d):
+            continue
+        if producer is not skip and len(producer.users) != 1:
+            continue
+        consumers = [u for u in skip.users if u is not add]
+        if not all(u.op == "call_module" and type(modules[u.target]) is nn.Conv3d and u.args[0] is skip
+                   and len(u.args) == 1 for u in consumers):
+            continue
+        scale, shift = batchnorm_affine(modules[bn_node.target])
+        if not bool((scale > 0).all()):
+            continue
+        with torch.no_grad():
+            conv, source = modules[conv_node.target], modules[producer.target]
+            if conv.bias is None or source.bias is None:
+                continue
+            s = scale.to(conv.weight)
+            conv.weight.mul_(s.view(-1, 1, 1, 1, 1))
+            conv.bias.mul_(s).add_(shift.to(conv.bias))
+            source.weight.mul_(s.view(-1, 1, 1, 1, 1))
+            source.bias.mul_(s)
+            for user in consumers:
+                modules[user.target].weight.div_(s.view(1, -1, 1, 1, 1))
+        bn_node.replace_all_uses_with(add)
+        graph.graph.erase_node(bn_node)
+        folded += 1
+    if not folded:
+        return network
+    graph.graph.lint()
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
+
+
+def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[str, ...] | list[str] = ()) -> nn.Module:
+    """A copy of ``network`` whose plain 3D convolutions run as :class:`PointwiseConv3d` in
+    ``dtype`` (those named in ``fp32_layers`` in float32), with the activation or skip addition
+    after each fused in (see the module docstring); ``network`` itself when it cannot be traced
+    or has no such convolution. Run it under the same autocast as before for the other layers."""
+    graph = _traced(network)
+    if graph is None:
+        return network
+    modules = dict(graph.named_modules())
+    calls = collections.Counter(n.target for n in graph.graph.nodes if n.op == "call_module")
+    fused = 0
+    for node in list(graph.graph.nodes):
+        if (node.op != "call_module" or not _fusable(modules[node.target]) or len(node.args) != 1 or node.kwargs
+                or calls[node.target] != 1):  # a module called twice shares its weights: left as is
+            continue
+        layer_dtype = torch.float32 if node.target in fp32_layers else dtype
+        user, unary, slope, other, last = _sole_user(node), "none", 0.0, None, node
+        if user is not None and _unary_of(user, modules):
+            (unary, slope), last = _unary_of(user, modules), user
+        elif (user is not None and user.op == "call_function" and user.target in ADDITIONS and len(user.args) == 2
+              and not user.kwargs and all(isinstance(a, torch.fx.Node) for a in user.args) and user.args[0] is not user.args[1]):
+            other, last = user.args[1] if user.args[0] is node else user.args[0], user
+            after = _sole_user(user)
+            if after is not None and _unary_of(after, modules) and _unary_of(after, modules)[0] == "relu":
+                unary, last = "relu", after
+        module = PointwiseConv3d(modules[node.target], layer_dtype, unary, slope, add=other is not None)
+        graph.add_submodule(node.target, module)
+        with graph.graph.inserting_before(last):
+            args = (node.args[0],) if other is None else (node.args[0], other)
+            replacement = graph.graph.call_module(node.target, args)
+        last.replace_all_uses_with(replacement)
+        chain = [node] + ([user] if last is not node else []) + ([last] if last not in (node, user) else [])
+        for dead in reversed(chain):
+            graph.graph.erase_node(dead)
+        fused += 1
+    if not fused:
+        return network
+    graph.graph.lint()
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
