@@ -158,7 +158,7 @@ def worker(args) -> None:
             return
         out = pred.predict_array(volume)
         extra["computed_voxels"] = pred.plan(volume.shape if fast else _padded(volume.shape, pred.roi_size)).computed_voxels
-        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}"
+        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}{' fused' if pred.fused else ''}"
     seconds = time.perf_counter() - start
     if args.warm and args.mode != "whole":  # the same volume again in this process: what each further file of a batch costs
         start = time.perf_counter()
@@ -173,33 +173,43 @@ def worker(args) -> None:
 
 def convolutions_alone(pred, shape) -> dict:
     """Seconds the fast mode's convolutions take alone over the plan for a volume of ``shape``: every
-    ``F.conv3d`` call of one window's forward pass is recorded (inputs, weights, autocast state),
+    ``F.conv3d`` and fused-convolution call of one window's forward pass is recorded (inputs,
+    weights, autocast state),
     then timed by itself (best of 3) and summed, times the plan's windows. What the network's
     layer shapes allow with these convolution kernels and nothing else: an upper bound on the
     share of the peak that any implementation built on them can reach."""
     import torch.nn.functional as F
 
+    from volgan.inference.fused_pointwise import PointwiseConv3d
+
     plan = pred.plan(shape)
     calls, conv3d = [], F.conv3d
 
-    def recording(*args, **kwargs):
-        calls.append((args, kwargs, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
-        return conv3d(*args, **kwargs)
+    def recorder(run):
+        def recording(*args, **kwargs):
+            calls.append((run, args, kwargs, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            return run(*args, **kwargs)
+        return recording
 
-    F.conv3d = recording
+    F.conv3d = recorder(conv3d)
+    fused = [m for m in pred.network.modules() if isinstance(m, PointwiseConv3d)]
+    for m in fused:  # a fused convolution is timed with its post-ops (which cost it nothing measurable)
+        m.forward = recorder(m.forward)
     try:
         with torch.inference_mode():
             pred._forward(torch.rand(pred.batch_size(plan), 1, *plan.window))
     finally:
         F.conv3d = conv3d
+        for m in fused:
+            del m.forward
     total = 0.0
     with torch.inference_mode():
-        for args, kwargs, autocast, dtype in calls:
+        for run, args, kwargs, autocast, dtype in calls:
             best = float("inf")
             with torch.autocast("cpu", dtype=dtype, enabled=autocast):
                 for _ in range(3):
                     t = time.perf_counter()
-                    conv3d(*args, **kwargs)
+                    run(*args, **kwargs)
                     best = min(best, time.perf_counter() - t)
             total += best
     passes = -(-len(plan) // pred.batch_size(plan))

@@ -93,22 +93,40 @@ def test_layers_named_fp32_run_in_fp32_the_rest_in_bf16():
     assert 0 < err < 0.05 * float(ref.abs().max())
 
 
+@pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no native bf16")
+def test_the_residual_addition_of_the_input_stays_in_fp32():
+    """``relu(dec1(y) + x)`` with ``x`` the float32 input: under autocast the sum is float32; the
+    fused form keeps it apart rather than round the network's output to bf16."""
+    net = tiny_redwgan()
+    fused = fuse_pointwise(fold_batchnorm_after_add(net), torch.bfloat16)
+    assert isinstance(fused.dec1, nn.Conv3d) and [m.add for m in (fused.dec2, fused.dec3, fused.dec4)] == [True] * 3
+    x = torch.rand(1, 1, 8, 8, 8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fused(x).dtype == net(x).dtype == torch.float32
+
+
 class SharedAndFunctional(nn.Module):
-    """One convolution called twice (shared weights) and a functional activation: both left alone."""
+    """One convolution called twice (shared weights), one followed by a functional activation,
+    one by nothing, one by a ReLU module: only the last is fused, unless named in fp32."""
 
     def __init__(self):
         super().__init__()
         self.shared = nn.Conv3d(2, 2, 3, padding=1)
+        self.plain = nn.Conv3d(2, 2, 1)
         self.last = nn.Conv3d(2, 1, 1)
+        self.act = nn.ReLU()
 
     def forward(self, x):
-        return self.last(torch.relu(self.shared(self.shared(x))))
+        return self.act(self.last(self.plain(torch.relu(self.shared(self.shared(x))))))
 
 
-def test_a_convolution_called_twice_is_not_fused_and_the_result_is_unchanged():
+def test_only_convolutions_with_something_to_fuse_or_named_fp32_are_replaced():
     net = randomised(SharedAndFunctional())
+    fused = fuse_pointwise(net, torch.bfloat16)
+    assert isinstance(fused.shared, nn.Conv3d) and isinstance(fused.plain, nn.Conv3d)
+    assert isinstance(fused.last, PointwiseConv3d) and fused.last.unary == "relu"
+    assert isinstance(fuse_pointwise(net, torch.bfloat16, fp32_layers=["plain"]).plain, PointwiseConv3d)
     fused = fuse_pointwise(net, torch.float32)
-    assert isinstance(fused.shared, nn.Conv3d) and isinstance(fused.last, PointwiseConv3d)
     x = torch.rand(1, 2, 6, 6, 6)
     torch.testing.assert_close(run(fused, x), run(net, x), rtol=1e-5, atol=1e-6)
 

@@ -8,7 +8,9 @@ convolution runs through it, in a fixed precision per layer (weights cast once, 
 under autocast), taking along:
 
 * the LeakyReLU or ReLU that is the convolution's only user;
-* a skip addition that is its only user (binary post-op), and the ReLU after that addition.
+* a skip addition that is its only user (binary post-op), and the ReLU after that addition,
+  when the skip comes from another convolution (a skip of the float32 input is added apart, in
+  float32, as under autocast).
 
 :func:`fold_batchnorm_after_add` first removes BatchNorms that follow a skip addition (RED-WGAN's
 decoder: ``BN(conv(y) + e)``), which ordinary folding cannot reach: the BatchNorm's scale goes
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 UNARY = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu"}
 ADDITIONS = (operator.add, torch.add)
+CONVOLUTIONS = (torch.conv3d, torch.nn.functional.conv3d, torch.conv_transpose3d, torch.nn.functional.conv_transpose3d)
 
 
 def fused_pointwise_available() -> bool:
@@ -96,8 +99,28 @@ def _unary_of(node: torch.fx.Node, modules: dict[str, nn.Module]) -> tuple[str, 
     return kind, float(getattr(module, "negative_slope", 0.0))
 
 
+def _other_operand(add: torch.fx.Node, node: torch.fx.Node) -> torch.fx.Node:
+    return add.args[1] if add.args[0] is node else add.args[0]
+
+
 def _sole_user(node: torch.fx.Node) -> torch.fx.Node | None:
     return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _after_a_convolution(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """True if ``node`` depends on a convolution (so in reduced precision it is in that precision,
+    not in the input's float32)."""
+    seen, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        weight = getattr(modules.get(n.target), "weight", None) if n.op == "call_module" else None
+        if (isinstance(weight, torch.Tensor) and weight.ndim == 5) or n.target in CONVOLUTIONS:
+            return True
+        todo.extend(n.all_input_nodes)
+    return False
 
 
 def _traced(network: nn.Module) -> torch.fx.GraphModule | None:
@@ -176,10 +199,10 @@ def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
 
 
 def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[str, ...] | list[str] = ()) -> nn.Module:
-    """A copy of ``network`` whose plain 3D convolutions run as :class:`PointwiseConv3d` in
-    ``dtype`` (those named in ``fp32_layers`` in float32), with the activation or skip addition
-    after each fused in (see the module docstring); ``network`` itself when it cannot be traced
-    or has no such convolution. Run it under the same autocast as before for the other layers."""
+    """A copy of ``network`` whose plain 3D convolutions followed by an activation or skip
+    addition run as :class:`PointwiseConv3d` in ``dtype``, with that layer fused in (see the
+    module docstring), and those named in ``fp32_layers`` in float32 (fused or not); ``network``
+    itself when it cannot be traced or has no such convolution. Run it under the same autocast as before for the other layers."""
     graph = _traced(network)
     if graph is None:
         return network
@@ -195,11 +218,16 @@ def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[st
         if user is not None and _unary_of(user, modules):
             (unary, slope), last = _unary_of(user, modules), user
         elif (user is not None and user.op == "call_function" and user.target in ADDITIONS and len(user.args) == 2
-              and not user.kwargs and all(isinstance(a, torch.fx.Node) for a in user.args) and user.args[0] is not user.args[1]):
-            other, last = user.args[1] if user.args[0] is node else user.args[0], user
+              and not user.kwargs and all(isinstance(a, torch.fx.Node) for a in user.args) and user.args[0] is not user.args[1]
+              and (layer_dtype == torch.float32 or _after_a_convolution(_other_operand(user, node), modules))):
+            # (an addition of the float32 input stays apart: under autocast it is in float32, and
+            # the fused one would round the sum, often the network's output, to ``dtype``)
+            other, last = _other_operand(user, node), user
             after = _sole_user(user)
             if after is not None and _unary_of(after, modules) and _unary_of(after, modules)[0] == "relu":
                 unary, last = "relu", after
+        if last is node and node.target not in fp32_layers:
+            continue  # nothing to fuse: autocast's convolution is as fast (and mDCSRN's were 4.5 dB closer)
         module = PointwiseConv3d(modules[node.target], layer_dtype, unary, slope, add=other is not None)
         graph.add_submodule(node.target, module)
         with graph.graph.inserting_before(last):
