@@ -17,6 +17,7 @@ from volgan.inference.mixed_precision import (
     convolution_flops,
     keep_cheapest_in_fp32,
 )
+from volgan.inference.optimise import cpu_has_fast_bf16
 from volgan.networks import RedWganGenerator
 
 WEIGHTS = Path(__file__).parents[2] / "bundles" / "mri_denoise_redwgan" / "models" / "model.pt"
@@ -107,3 +108,16 @@ def test_a_network_the_flop_probe_cannot_run_keeps_every_layer_in_reduced_precis
         convolution_flops(NeedsLargeInputs())
     pred = Predictor(NeedsLargeInputs(), device="cpu", precision="bf16", backend="torch", fp32_share=0.5)
     assert pred.fp32_layers == [] and "fp32_share ignored" in caplog.text
+
+
+@pytest.mark.parametrize("device, share", [("cpu", 0.0), ("cuda", 0.03)])
+def test_redwgan_bundle_keeps_fp32_layers_only_where_layers_are_not_fused(device, share):
+    """On the CPU fast mode's fused layers round once each (45.9 dB all in bf16, README), under
+    CUDA autocast the three cheapest layers stay in fp32."""
+    from volgan.cli import bundle_config
+
+    parser = bundle_config(WEIGHTS.parents[1], device=f"$torch.device({device!r})")
+    assert parser.get_parsed_content("fp32_share") == share
+    if device == "cpu" and cpu_has_fast_bf16():
+        fast = Predictor(RedWganGenerator("small"), device="cpu", fast=True, fp32_share=share)
+        assert fast.fused and fast.fp32_layers == []

@@ -74,8 +74,11 @@ class Predictor:
     * ``fast=True``: windows as large as ``max_window`` overlapping by ``margin`` voxels (far
       fewer redundant voxels), channels-last 3D for PyTorch, and reduced precision where the
       hardware has it (bf16 on CUDA and on CPUs with native bf16; fp32 on CPUs without, where
-      emulated bf16 is slower). Outputs differ slightly near window seams; see the README for
-      measured differences. Use fp32 default mode for quantitative work.
+      emulated bf16 is slower). On the CPU (PyTorch backend, channels-last) the convolutions
+      then run through oneDNN with the activation or skip addition after them fused in, each
+      layer's weights cast once (:mod:`volgan.inference.fused_pointwise`; ``Predictor.fused``).
+      Outputs differ slightly near window seams; see the README for measured differences. Use
+      fp32 default mode for quantitative work.
 
     Args:
         network: the generator (fully convolutional, ``(B, 1, D, H, W)`` -> same shape).
@@ -101,9 +104,10 @@ class Predictor:
             runs PyTorch, with ``backend="onnxruntime"`` ONNX Runtime's direct convolutions.
         fp32_share: in bf16/fp16, the cheapest convolutions, up to this share of the network's
             FLOPs, run in fp32 (:mod:`volgan.inference.mixed_precision`: on RED-WGAN its four
-            narrowest layers, 4.9 % of the FLOPs, carried most of the bf16 rounding error; its
-            bundle sets 0.03: three of them); ``Predictor.fp32_layers`` names them; 0 (default):
-            every layer in reduced precision.
+            narrowest layers, 4.9 % of the FLOPs, carried most of the bf16 rounding error under
+            autocast; its bundle sets 0.03 on CUDA, 0 on the CPU, where the fused layers round
+            once each); ``Predictor.fp32_layers`` names them; 0 (default): every layer in
+            reduced precision.
         normaliser: object with ``fit(array) -> LinearScale`` (default: ``PercentileScaler()``).
             One that needs the volume's metadata (e.g. :class:`~volgan.data.SuvScaler`, whose
             SUV factor comes from DICOM headers) also has ``fit_volume(volume) -> LinearScale``,
