@@ -17,7 +17,12 @@ from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
 from volgan.inference.allocator import keep_freed_memory
 from volgan.inference.depth_major import depth_major_network
-from volgan.inference.fused_pointwise import fold_batchnorm_after_add, fuse_pointwise, fused_pointwise_available
+from volgan.inference.fused_pointwise import (
+    PointwiseConv3d,
+    fold_batchnorm_after_add,
+    fuse_pointwise,
+    fused_pointwise_available,
+)
 from volgan.inference.mixed_precision import cheapest_convolutions, convolution_flops, keep_cheapest_in_fp32
 from volgan.inference.native import native_network
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
@@ -185,9 +190,13 @@ class Predictor:
             self.network, self.subpixel = subpixel_transposed_convolutions(self.network)
         if torch_cpu and self.channels_last and self.precision in FUSED_PRECISIONS and fused_pointwise_available():
             # activations and skip additions in the convolutions' oneDNN post-ops (README)
-            fused = fuse_pointwise(fold_batchnorm_after_add(self.network), FUSED_PRECISIONS[self.precision], fp32_layers)
-            self.network, self.fused = fused, fused is not self.network
-            self.fp32_layers = fp32_layers if self.fused else []
+            self.network = fuse_pointwise(fold_batchnorm_after_add(self.network), FUSED_PRECISIONS[self.precision], fp32_layers)
+            fused = {name: m for name, m in self.network.named_modules() if isinstance(m, PointwiseConv3d)}
+            self.fused = bool(fused)
+            self.fp32_layers = [name for name in fp32_layers if name in fused and fused[name].dtype == torch.float32]
+            if self.fused and len(self.fp32_layers) < len(fp32_layers):  # e.g. a convolution called twice
+                logger.warning("fp32_share: %s not fused, left in %s", sorted(set(fp32_layers) - set(self.fp32_layers)),
+                               self.precision)
         if fp32_layers and not self.fused:
             self.network, self.fp32_layers = keep_cheapest_in_fp32(self.network, fp32_share, flops)
         if self.device.type == "cpu":
