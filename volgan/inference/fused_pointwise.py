@@ -133,6 +133,16 @@ def _traced(network: nn.Module) -> torch.fx.GraphModule | None:
         return None
 
 
+def _rewritten(graph: torch.fx.GraphModule, network: nn.Module, changes: int) -> nn.Module:
+    """``graph`` checked and recompiled after ``changes`` rewrites; ``network`` if there were none."""
+    if not changes:
+        return network
+    graph.graph.lint()
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
+
+
 def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
     """A copy of ``network`` without the eval-mode BatchNorms that follow ``conv(y) + e``, where
     ``e = act(conv_e(...))`` with ``act`` a ReLU, LeakyReLU or nothing (positively homogeneous),
@@ -190,12 +200,7 @@ def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
         bn_node.replace_all_uses_with(add)
         graph.graph.erase_node(bn_node)
         folded += 1
-    if not folded:
-        return network
-    graph.graph.lint()
-    graph.delete_all_unused_submodules()
-    graph.recompile()
-    return graph
+    return _rewritten(graph, network, folded)
 
 
 def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[str, ...] | list[str] = ()) -> nn.Module:
@@ -239,9 +244,4 @@ def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[st
         for dead in reversed(chain):
             graph.graph.erase_node(dead)
         fused += 1
-    if not fused:
-        return network
-    graph.graph.lint()
-    graph.delete_all_unused_submodules()
-    graph.recompile()
-    return graph
+    return _rewritten(graph, network, fused)
