@@ -20,16 +20,13 @@ into that convolution and into ``e``'s producer, and out again in ``e``'s other 
 from __future__ import annotations
 
 import collections
-import copy
-import logging
 import operator
 
 import torch
 from torch import nn
 
-from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
+from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm, traced_copy
 
-logger = logging.getLogger(__name__)
 
 UNARY = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu"}
 ADDITIONS = (operator.add, torch.add)
@@ -123,16 +120,6 @@ def _after_a_convolution(node: torch.fx.Node, modules: dict[str, nn.Module]) -> 
     return False
 
 
-def _traced(network: nn.Module) -> torch.fx.GraphModule | None:
-    if isinstance(network, torch.fx.GraphModule):
-        return copy.deepcopy(network)
-    try:
-        return torch.fx.symbolic_trace(copy.deepcopy(network).eval())
-    except Exception as err:  # tracing limits are network-specific; fusion is only an optimisation
-        logger.warning("convolution fusion skipped (%s: %s)", type(err).__name__, err)
-        return None
-
-
 def _rewritten(graph: torch.fx.GraphModule, network: nn.Module, changes: int) -> nn.Module:
     """``graph`` checked and recompiled after ``changes`` rewrites; ``network`` if there were none."""
     if not changes:
@@ -153,7 +140,7 @@ def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
     the input channels of ``e``'s other users. The same function, up to rounding. ``network``
     itself when nothing folds or it cannot be traced.
     """
-    graph = _traced(network)
+    graph = traced_copy(network, "BatchNorm folding after additions")
     if graph is None:
         return network
     modules = dict(graph.named_modules())
@@ -179,6 +166,9 @@ def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
             continue
         if producer is not skip and len(producer.users) != 1:
             continue
+        conv, source = modules[conv_node.target], modules[producer.target]
+        if conv.bias is None or source.bias is None:
+            continue
         consumers = [u for u in skip.users if u is not add]
         if not all(u.op == "call_module" and type(modules[u.target]) is nn.Conv3d and u.args[0] is skip
                    and len(u.args) == 1 for u in consumers):
@@ -187,9 +177,6 @@ def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
         if not bool((scale > 0).all()):
             continue
         with torch.no_grad():
-            conv, source = modules[conv_node.target], modules[producer.target]
-            if conv.bias is None or source.bias is None:
-                continue
             s = scale.to(conv.weight)
             conv.weight.mul_(s.view(-1, 1, 1, 1, 1))
             conv.bias.mul_(s).add_(shift.to(conv.bias))
@@ -209,7 +196,7 @@ def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[st
     module docstring), and those named in ``fp32_layers`` in float32 (fused or not); ``network``
     itself when it cannot be traced or has no such convolution. Run it under the same autocast
     as before for the other layers."""
-    graph = _traced(network)
+    graph = traced_copy(network, "convolution fusion")
     if graph is None:
         return network
     modules = dict(graph.named_modules())
@@ -221,8 +208,8 @@ def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[st
             continue
         layer_dtype = torch.float32 if node.target in fp32_layers else dtype
         user, unary, slope, other, last = _sole_user(node), "none", 0.0, None, node
-        if user is not None and _unary_of(user, modules):
-            (unary, slope), last = _unary_of(user, modules), user
+        if user is not None and (activation := _unary_of(user, modules)):
+            (unary, slope), last = activation, user
         elif (user is not None and user.op == "call_function" and user.target in ADDITIONS and len(user.args) == 2
               and not user.kwargs and all(isinstance(a, torch.fx.Node) for a in user.args) and user.args[0] is not user.args[1]
               and (layer_dtype == torch.float32 or _after_a_convolution(_other_operand(user, node), modules))):
@@ -230,7 +217,7 @@ def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[st
             # the fused one would round the sum, often the network's output, to ``dtype``)
             other, last = _other_operand(user, node), user
             after = _sole_user(user)
-            if after is not None and _unary_of(after, modules) and _unary_of(after, modules)[0] == "relu":
+            if after is not None and (_unary_of(after, modules) or ("",))[0] == "relu":
                 unary, last = "relu", after
         if last is node and node.target not in fp32_layers:
             continue  # nothing to fuse: under autocast it was as fast (mDCSRN's 22 convolutions)

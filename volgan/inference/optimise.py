@@ -17,6 +17,19 @@ CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTran
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
+def traced_copy(network: nn.Module, purpose: str) -> torch.fx.GraphModule | None:
+    """A ``torch.fx`` trace of a copy of ``network`` in eval mode (a trace shares submodules with
+    what it traces, and rewrites change them); None, with a warning naming ``purpose``, when it
+    cannot be traced: tracing limits are network-specific and every rewrite is an optimisation."""
+    if isinstance(network, torch.fx.GraphModule):
+        return copy.deepcopy(network)
+    try:
+        return torch.fx.symbolic_trace(copy.deepcopy(network).eval())
+    except Exception as err:
+        logger.warning("%s skipped (%s: %s)", purpose, type(err).__name__, err)
+        return None
+
+
 def fold_batchnorm(network: nn.Module) -> nn.Module:
     """Fold every BatchNorm whose input is a convolution (plain or transposed) used only by it
     into that convolution's weights and bias (eval-mode statistics).
@@ -28,11 +41,8 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
 
     if not any(isinstance(m, BATCHNORMS) for m in network.modules()):
         return network
-    try:
-        # the trace shares submodules with the network it traces: trace a copy
-        graph = torch.fx.symbolic_trace(copy.deepcopy(network).eval())
-    except Exception as err:  # tracing limits are network-specific; folding is only an optimisation
-        logger.warning("BatchNorm folding skipped (%s: %s)", type(err).__name__, err)
+    graph = traced_copy(network, "BatchNorm folding")
+    if graph is None:
         return network
     modules = dict(graph.named_modules())
     for node in list(graph.graph.nodes):
