@@ -158,7 +158,7 @@ def worker(args) -> None:
             return
         out = pred.predict_array(volume)
         extra["computed_voxels"] = pred.plan(volume.shape if fast else _padded(volume.shape, pred.roi_size)).computed_voxels
-        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}{' fused' if pred.fused else ''}"
+        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}{' fused' if pred.fused else ''}{' bn-elu' if pred.norm_elu else ''}"
     seconds = time.perf_counter() - start
     if args.warm and args.mode != "whole":  # the same volume again in this process: what each further file of a batch costs
         start = time.perf_counter()
@@ -299,7 +299,7 @@ def run_worker(bundle: str, mode: str, volume: Path, out: Path, warm: bool = Fal
     cmd = [sys.executable, __file__, "--worker", mode, "--bundle", bundle, "--volume", str(volume), "--out", str(out)]
     cmd += ["--warm"] if warm else []
     cmd += ["--peak-kind", peak_kind] if peak_kind else []
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
     if proc.returncode:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -72,7 +72,7 @@ def test_verify_metadata_rejects_incomplete_metadata(tmp_path):
     (tmp_path / "metadata.json").write_text(json.dumps(meta))
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
                            str(tmp_path / "metadata.json"), "--filepath", str(ROOT / "bundles" / "meta_schema.json")],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
     assert proc.returncode != 0 and "dtype" in proc.stdout + proc.stderr
 
 
@@ -144,7 +144,7 @@ def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
            "-m", "monai.bundle", *train_args(tmp_path, tiny_dataset, "train.yaml", "multi_gpu_train.yaml")]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert (tmp_path / "models" / "model.pt").is_file()
     state = torch.load(tmp_path / "models" / "training_state_checkpoint_epoch=2.pt", weights_only=True)

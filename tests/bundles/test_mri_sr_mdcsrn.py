@@ -106,7 +106,7 @@ def test_unknown_mode_fails(tmp_path):
                            "--config_file", str(CONFIGS / "inference.yaml"),
                            "--bundle_root", str(BUNDLE), "--dataset_dir", str(tmp_path / "in"),
                            "--output_dir", str(tmp_path / "out"), "--mode", "bicubic"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert proc.returncode != 0 and "bicubic" in proc.stdout + proc.stderr
 
 
@@ -168,7 +168,7 @@ def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
            "-m", "monai.bundle", *train_args(tmp_path, tiny_dataset, "train.yaml", "multi_gpu_train.yaml")]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert (tmp_path / "models" / "model.pt").is_file()
     state = torch.load(tmp_path / "models" / "training_state_checkpoint_epoch=2.pt", weights_only=True)

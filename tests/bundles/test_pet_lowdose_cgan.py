@@ -149,7 +149,7 @@ def test_train_resume_and_evaluate_through_the_cli(tmp_path, pair_dataset):
 def test_a_bad_manifest_stops_training_before_it_starts_and_names_the_problem(tmp_path, pair_dataset):
     (pair_dataset / "train" / "s2_full.nii.gz").unlink()
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", *train_args(tmp_path, pair_dataset, "train.yaml")],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
     assert proc.returncode != 0
     assert "s2_full.nii.gz" in proc.stdout + proc.stderr
     assert not (tmp_path / "models" / "model.pt").exists()
@@ -162,6 +162,6 @@ def test_multi_gpu_overlay_under_torchrun_with_gloo(tmp_path, pair_dataset):
     args[2] = files
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
            "-m", "monai.bundle", *args, "--max_epochs", "1"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "models" / "model.pt").is_file()

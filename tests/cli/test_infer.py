@@ -154,7 +154,7 @@ def test_torchrun_shards_inputs_and_merges_one_report(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "volgan", "infer", BUNDLE, str(src), "-o", str(out), "--fast"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", timeout=600, cwd=ROOT)
     assert proc.returncode != 0, "a failed input must make the job fail"
     rows = json.loads((out / "volgan_report.json").read_text())
     assert sorted(Path(r["input"]).name for r in rows) == sorted(["broken.nii.gz"] + [f"s{i}.nii.gz" for i in range(5)])

@@ -27,7 +27,7 @@ def probe(env_value: str | None) -> tuple[bool, bool, int, int]:
     env = {k: v for k, v in os.environ.items() if k != "VOLGAN_KEEP_FREED_MEMORY"}
     if env_value is not None:
         env["VOLGAN_KEEP_FREED_MEMORY"] = env_value
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True).stdout.split()
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, encoding="utf-8", errors="replace", env=env, check=True).stdout.split()
     return out[0] == "True", out[1] == "True", int(out[2]), int(out[3])
 
 

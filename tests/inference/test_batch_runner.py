@@ -84,7 +84,7 @@ def test_kill_9_never_leaves_a_truncated_output(tmp_path):
         BatchRunner(Predictor(nn.Identity(), roi_size=(64, 64, 64), device="cpu"),
                      {str(tmp_path / 'in')!r}, {str(tmp_path / 'out')!r}).run()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, encoding="utf-8", errors="replace")
     try:
         assert proc.stdout.readline().strip() == "written"
         os.kill(proc.pid, signal.SIGKILL)

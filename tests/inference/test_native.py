@@ -149,7 +149,7 @@ def test_kernels_build_once_into_the_cache_even_from_concurrent_processes(fresh_
     code = ("from volgan.inference.native_kernels import load_library\n"
             "lib = load_library(); assert lib is not None; print(lib._name)")
     env = {**os.environ, "VOLGAN_KERNEL_CACHE": str(fresh_library)}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, encoding="utf-8", errors="replace") for _ in range(4)]
     paths = {p.communicate(timeout=300)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)
     assert len(paths) == 1

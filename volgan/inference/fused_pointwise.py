@@ -25,7 +25,7 @@ import operator
 import torch
 from torch import nn
 
-from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm, traced_copy
+from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm, rewritten, traced_copy
 
 
 UNARY = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu"}
@@ -120,16 +120,6 @@ def _after_a_convolution(node: torch.fx.Node, modules: dict[str, nn.Module]) -> 
     return False
 
 
-def _rewritten(graph: torch.fx.GraphModule, network: nn.Module, changes: int) -> nn.Module:
-    """``graph`` checked and recompiled after ``changes`` rewrites; ``network`` if there were none."""
-    if not changes:
-        return network
-    graph.graph.lint()
-    graph.delete_all_unused_submodules()
-    graph.recompile()
-    return graph
-
-
 def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
     """A copy of ``network`` without the eval-mode BatchNorms that follow ``conv(y) + e``, where
     ``e = act(conv_e(...))`` with ``act`` a ReLU, LeakyReLU or nothing (positively homogeneous),
@@ -187,7 +177,7 @@ def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
         bn_node.replace_all_uses_with(add)
         graph.graph.erase_node(bn_node)
         folded += 1
-    return _rewritten(graph, network, folded)
+    return rewritten(graph, network, folded)
 
 
 def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[str, ...] | list[str] = ()) -> nn.Module:
@@ -231,4 +221,4 @@ def fuse_pointwise(network: nn.Module, dtype: torch.dtype, fp32_layers: tuple[st
         for dead in reversed(chain):
             graph.graph.erase_node(dead)
         fused += 1
-    return _rewritten(graph, network, fused)
+    return rewritten(graph, network, fused)

@@ -1,10 +1,11 @@
 """volgan's C kernels: compiled on first use with the system C compiler, cached, run on all threads.
 
-The kernels (``kernels/winograd_depth.c``) fuse the memory-bound passes around a depth-Winograd
-convolution (:mod:`volgan.inference.native_winograd`) into one pass each. They are plain C11 with
-no dependencies, compiled with ``-O3 -march=native`` (about a second) into a shared library
-cached under ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``, see
-:func:`cache_dir`). The cache key covers the source, the flags, the compiler and the CPU's
+The kernels fuse memory-bound passes into one pass each: those around a depth-Winograd
+convolution (``kernels/winograd_depth.c``, :mod:`volgan.inference.native_winograd`) and a
+BatchNorm with the ELU after it (``kernels/affine_elu.c``, :mod:`volgan.inference.norm_elu`).
+They are plain C11 with no dependencies, compiled with ``-O3 -march=native`` (about a second)
+into one shared library cached under ``$VOLGAN_KERNEL_CACHE`` (default
+``~/.cache/volgan/kernels``, see :func:`cache_dir`). The cache key covers the sources, the flags, the compiler and the CPU's
 feature flags, so a cache shared between machines of different CPUs never runs code built for
 another one. Compilation goes to a
 temporary file that is renamed into place, so concurrent processes (``torchrun``) are safe.
@@ -34,7 +35,9 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels") / "winograd_depth.c"
+KERNELS = Path(__file__).with_name("kernels")
+SOURCES = (KERNELS / "winograd_depth.c", KERNELS / "affine_elu.c")
+HEADERS = (KERNELS / "elementwise.h",)
 # no -ffast-math: exp_nonpositive rounds with a float addition that re-association would remove
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-std=c11", "-shared", "-fPIC")
 
@@ -46,6 +49,9 @@ SIGNATURES = {
     # channels, tiles, begin, end
     "winograd_output": (ctypes.POINTER(_ptr), _ptr, _i64, _ptr, _i64, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64,
                         _i64, _i64),
+    # x, y, scale, shift, alpha, period, total, begin, end
+    "affine_elu_f32": (_ptr, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64),
+    "affine_elu_bf16": (_ptr, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64),
 }
 
 
@@ -75,7 +81,7 @@ def _cpu_features() -> str:
 
 
 def _compiler_version(compiler: str) -> str:
-    result = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run([compiler, "--version"], capture_output=True, encoding="utf-8", errors="replace", timeout=30)
     return result.stdout
 
 
@@ -84,9 +90,10 @@ def _build(compiler: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", prefix=".build-", dir=target.parent)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300)
+        result = subprocess.run([compiler, *FLAGS, "-o", tmp, *map(str, SOURCES)], capture_output=True,
+                                encoding="utf-8", errors="replace", timeout=300)
         if result.returncode != 0:
-            raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {result.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"{compiler} failed on {', '.join(s.name for s in SOURCES)}: {result.stderr.strip()[-2000:]}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -104,9 +111,9 @@ def load_library() -> ctypes.CDLL | None:
         return None
     try:
         key = hashlib.sha256("\0".join(
-            [SOURCE.read_text(), " ".join(FLAGS), _compiler_version(compiler), _cpu_features(), platform.machine()]
+            [*(f.read_text() for f in SOURCES + HEADERS), " ".join(FLAGS), _compiler_version(compiler), _cpu_features(), platform.machine()]
         ).encode()).hexdigest()[:20]
-        target = cache_dir() / f"winograd_depth-{key}.so"
+        target = cache_dir() / f"volgan_kernels-{key}.so"
         if not target.exists():
             logger.info("compiling native kernels into %s", target)
             _build(compiler, target)

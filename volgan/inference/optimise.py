@@ -30,6 +30,16 @@ def traced_copy(network: nn.Module, purpose: str) -> torch.fx.GraphModule | None
         return None
 
 
+def rewritten(graph: torch.fx.GraphModule, network: nn.Module, changes: int) -> nn.Module:
+    """``graph`` checked and recompiled after ``changes`` rewrites; ``network`` if there were none."""
+    if not changes:
+        return network
+    graph.graph.lint()
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
+
+
 def fold_batchnorm(network: nn.Module) -> nn.Module:
     """Fold every BatchNorm whose input is a convolution (plain or transposed) used only by it
     into that convolution's weights and bias (eval-mode statistics).

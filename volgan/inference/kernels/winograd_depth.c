@@ -12,48 +12,8 @@
  * (BatchNorm after the residual, RED-WGAN) and a leaky ReLU (slope 1: none, 0: ReLU).
  */
 #include <stdint.h>
-#include <string.h>
 
-/* the channel loops read and write distinct buffers */
-#if defined(__clang__)
-#define IVDEP _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__)
-#define IVDEP _Pragma("GCC ivdep")
-#else
-#define IVDEP
-#endif
-
-/* exp(x) for x <= 0 (clamped at -87): 2^n * 2^f with n = round(x log2 e), |f| <= 1/2, and a
- * degree-6 Taylor polynomial of 2^f (relative error about 1.2e-7). Written without branches or
- * library calls so that compilers vectorise the loops that use it. */
-static inline float exp_nonpositive(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    float t = x * 1.44269504088896341f;
-    float r = t + 12582912.0f; /* 1.5 * 2^23: rounds t to the nearest integer */
-    float n = r - 12582912.0f;
-    float f = t - n;
-    int32_t bits;
-    memcpy(&bits, &r, sizeof bits);
-    int32_t scale_bits = (bits - 0x4B400000 + 127) << 23; /* 2^n as a float */
-    float scale;
-    memcpy(&scale, &scale_bits, sizeof scale);
-    float p = 1.540353039e-4f;
-    p = p * f + 1.333355815e-3f;
-    p = p * f + 9.618129108e-3f;
-    p = p * f + 5.550410866e-2f;
-    p = p * f + 2.402265070e-1f;
-    p = p * f + 6.931471806e-1f;
-    p = p * f + 1.0f;
-    return p * scale;
-}
-
-static inline float affine_elu(float x, float scale, float shift, float alpha)
-{
-    float z = x * scale + shift;
-    float e = alpha * (exp_nonpositive(z < 0.0f ? z : 0.0f) - 1.0f);
-    return z > 0.0f ? z : e;
-}
+#include "elementwise.h"
 
 /* Loop body of the input pass for one tile and one plane position: six input values (after the
  * prologue ACT) -> the six transformed values d_0 .. d_5. */
