@@ -3,11 +3,11 @@
 The kernels fuse memory-bound passes into one pass each: those around a depth-Winograd
 convolution (``kernels/winograd_depth.c``, :mod:`volgan.inference.native_winograd`) and a
 BatchNorm with the ELU after it (``kernels/affine_elu.c``, :mod:`volgan.inference.norm_elu`).
-They are plain C11 with no dependencies, compiled with ``-O3 -march=native`` (about a second)
-into one shared library cached under ``$VOLGAN_KERNEL_CACHE`` (default
-``~/.cache/volgan/kernels``, see :func:`cache_dir`). The cache key covers the sources, the flags, the compiler and the CPU's
-feature flags, so a cache shared between machines of different CPUs never runs code built for
-another one. Compilation goes to a
+They are plain C11 with no dependencies (``kernels/elementwise.h`` holds what the sources share),
+compiled with ``-O3 -march=native`` (about a second) into one shared library cached under
+``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``, see :func:`cache_dir`). The cache
+key covers the sources, the flags, the compiler and the CPU's feature flags, so a cache shared
+between machines of different CPUs never runs code built for another one. Compilation goes to a
 temporary file that is renamed into place, so concurrent processes (``torchrun``) are safe.
 
 Without a working C compiler (``$CC``, default ``cc``), or with ``VOLGAN_NATIVE_KERNELS=0``,
@@ -111,7 +111,8 @@ def load_library() -> ctypes.CDLL | None:
         return None
     try:
         key = hashlib.sha256("\0".join(
-            [*(f.read_text() for f in SOURCES + HEADERS), " ".join(FLAGS), _compiler_version(compiler), _cpu_features(), platform.machine()]
+            [*(f.read_text() for f in SOURCES + HEADERS), " ".join(FLAGS), _compiler_version(compiler), _cpu_features(),
+             platform.machine()]
         ).encode()).hexdigest()[:20]
         target = cache_dir() / f"volgan_kernels-{key}.so"
         if not target.exists():
