@@ -44,8 +44,8 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     """Fold every BatchNorm whose input is a convolution (plain or transposed) used only by it
     into that convolution's weights and bias (eval-mode statistics).
 
-    Uses ``torch.fx``; a network that cannot be traced is returned as is. The input network is
-    not modified.
+    Uses ``torch.fx``; a network that cannot be traced, or has nothing to fold, is returned as
+    is. The input network is not modified.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -55,6 +55,7 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     if graph is None:
         return network
     modules = dict(graph.named_modules())
+    folded = 0
     for node in list(graph.graph.nodes):
         if node.op != "call_module" or not isinstance(modules[node.target], BATCHNORMS):
             continue
@@ -69,10 +70,8 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
         graph.set_submodule(source.target, fused)
         node.replace_all_uses_with(source)
         graph.graph.erase_node(node)
-    graph.graph.lint()
-    graph.delete_all_unused_submodules()
-    graph.recompile()
-    return graph
+        folded += 1
+    return rewritten(graph, network, folded)
 
 
 def batchnorm_affine(norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
