@@ -49,9 +49,9 @@ SIGNATURES = {
     # channels, tiles, begin, end
     "winograd_output": (ctypes.POINTER(_ptr), _ptr, _i64, _ptr, _i64, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64,
                         _i64, _i64),
-    # x, y, scale, shift, alpha, period, total, begin, end
-    "affine_elu_f32": (_ptr, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64),
-    "affine_elu_bf16": (_ptr, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64),
+    # x, y, scale, shift, alpha, channels, pitch, chunk, voxels, begin, end
+    "affine_elu_f32": (_ptr, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64, _i64),
+    "affine_elu_bf16": (_ptr, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64, _i64),
 }
 
 

@@ -30,7 +30,8 @@ class AffineELU(nn.Module):
     """``ELU(scale * x + shift, alpha)`` per channel: an eval-mode BatchNorm and an ELU.
 
     Runs volgan's C pass for float32 and bfloat16 CPU tensors when the kernels build (its output
-    is channels-last 3D), else the same formula in PyTorch.
+    is channels-last 3D; its input may be a channel range of a channels-last buffer, read in
+    place), else the same formula in PyTorch.
     """
 
     def __init__(self, norm: nn.BatchNorm3d, alpha: float = 1.0):
@@ -48,16 +49,31 @@ class AffineELU(nn.Module):
         if library is None or x.requires_grad or x.shape[1] != self.channels:
             view = (1, -1) + (1,) * (x.ndim - 2)
             return nn.functional.elu(x * self.scale.to(x.dtype).view(view) + self.shift.to(x.dtype).view(view), self.alpha)
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-        y = torch.empty_like(x, memory_format=torch.channels_last_3d)
-        period = self.channels * CHUNK_VOXELS
+        pitch = voxel_pitch(x)
+        if pitch is None:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+            pitch = self.channels
+        y = torch.empty(x.shape, dtype=x.dtype, memory_format=torch.channels_last_3d)
+        voxels = y.numel() // self.channels
         args = (x.data_ptr(), y.data_ptr(), self.scale_chunk.data_ptr(), self.shift_chunk.data_ptr(), self.alpha,
-                period, x.numel())
-        run_jobs(getattr(library, kernel), args, math.ceil(x.numel() / period))
+                self.channels, pitch, CHUNK_VOXELS, voxels)
+        run_jobs(getattr(library, kernel), args, math.ceil(voxels / CHUNK_VOXELS))
         return y
 
     def extra_repr(self) -> str:
         return f"{self.channels}, alpha={self.alpha}"
+
+
+def voxel_pitch(x: torch.Tensor) -> int | None:
+    """The distance between consecutive voxels of a 5-D tensor whose voxels are laid out as in a
+    channels-last tensor, each holding its channels contiguously (a dense channels-last tensor, or
+    a channel range of a larger one); None for any other layout."""
+    b, c, d, h, w = x.shape
+    pitch = x.stride(4) if w > 1 else (x.stride(3) // w if h > 1 else x.stride(2) // (h * w) if d > 1 else c)
+    expected = (pitch * w * h * d, 1, pitch * w * h, pitch * w, pitch)
+    if pitch < c or any(n > 1 and s != e for n, s, e in zip(x.shape, x.stride(), expected)):
+        return None
+    return pitch
 
 
 def fuse_norm_elu(network: nn.Module) -> nn.Module:

@@ -17,6 +17,14 @@ CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTran
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
+class _Tracer(torch.fx.Tracer):
+    """``torch.fx``'s tracer, also keeping whole the modules marked ``traced_as_leaf`` (those that
+    run their own kernels, e.g. :class:`~volgan.inference.buffered_dense.BufferedDenseBlock`)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return getattr(m, "traced_as_leaf", False) or super().is_leaf_module(m, module_qualified_name)
+
+
 def traced_copy(network: nn.Module, purpose: str) -> torch.fx.GraphModule | None:
     """A ``torch.fx`` trace of a copy of ``network`` in eval mode (a trace shares submodules with
     what it traces, and rewrites change them); None, with a warning naming ``purpose``, when it
@@ -24,7 +32,8 @@ def traced_copy(network: nn.Module, purpose: str) -> torch.fx.GraphModule | None
     if isinstance(network, torch.fx.GraphModule):
         return copy.deepcopy(network)
     try:
-        return torch.fx.symbolic_trace(copy.deepcopy(network).eval())
+        root = copy.deepcopy(network).eval()
+        return torch.fx.GraphModule(root, _Tracer().trace(root), type(root).__name__)
     except Exception as err:
         logger.warning("%s skipped (%s: %s)", purpose, type(err).__name__, err)
         return None

@@ -16,6 +16,7 @@ from torch import nn
 from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
 from volgan.inference.allocator import keep_freed_memory
+from volgan.inference.buffered_dense import BufferedDenseBlock, buffer_dense_blocks
 from volgan.inference.depth_major import depth_major_network
 from volgan.inference.fused_pointwise import (
     PointwiseConv3d,
@@ -85,7 +86,10 @@ class Predictor:
       then run through oneDNN with the activation or skip addition after them fused in, each
       layer's weights cast once (:mod:`volgan.inference.fused_pointwise`; ``Predictor.fused``),
       and a BatchNorm followed by an ELU runs as one C pass (:mod:`volgan.inference.norm_elu`,
-      any precision, when the C kernels build; ``Predictor.norm_elu``).
+      any precision, when the C kernels build; ``Predictor.norm_elu``). mDCSRN's dense blocks
+      then compute into one buffer each, without concatenation copies, their narrow convolutions
+      two output depths at a time (:mod:`volgan.inference.buffered_dense`;
+      ``Predictor.buffered_dense``).
       Outputs differ slightly near window seams; see the README for measured differences. Use
       fp32 default mode for quantitative work.
 
@@ -188,11 +192,17 @@ class Predictor:
         # the narrow layers next to the image set most of the rounding error
         fp32_layers = cheapest_convolutions(flops, fp32_share) if flops else []
         torch_cpu = self.backend == "torch" and self.device.type == "cpu"
+        fusable = torch_cpu and self.channels_last and self.precision in FUSED_PRECISIONS and fused_pointwise_available()
+        self.buffered_dense = False
+        if fusable and load_library() is not None:
+            # mDCSRN's dense blocks into one buffer each, narrow convolutions two depths at a time
+            self.network = buffer_dense_blocks(self.network, FUSED_PRECISIONS[self.precision])
+            self.buffered_dense = any(isinstance(m, BufferedDenseBlock) for m in self.network.modules())
         if torch_cpu:
             # PyTorch's CPU transposed convolutions scatter (col2im); as stride-1 convolutions
             # plus a pixel shuffle the PET U-Net ran 1.2-1.3x faster
             self.network, self.subpixel = subpixel_transposed_convolutions(self.network)
-        if torch_cpu and self.channels_last and self.precision in FUSED_PRECISIONS and fused_pointwise_available():
+        if fusable:
             # activations and skip additions in the convolutions' oneDNN post-ops (README)
             self.network = fuse_pointwise(fold_batchnorm_after_add(self.network), FUSED_PRECISIONS[self.precision], fp32_layers)
             fused = {name: m for name, m in self.network.named_modules() if isinstance(m, PointwiseConv3d)}
