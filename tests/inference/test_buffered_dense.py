@@ -116,12 +116,13 @@ def test_every_mdcsrn_block_is_replaced_in_a_copy():
 def test_predictor_keeps_the_blocks_through_its_graph_rewrites(caplog, monkeypatch):
     net = randomised(MdcsrnGenerator("small"))
     arr = phantom((20, 18, 17))
+    settings = dict(device="cpu", fast=True, precision="fp32", backend="torch", max_window=(16, 16, 16), margin=4)
     with caplog.at_level(logging.WARNING, logger="volgan"):
-        pred = Predictor(net, device="cpu", fast=True, precision="fp32", backend="torch", max_window=(16, 16, 16), margin=4)
+        pred = Predictor(net, **settings)
     assert pred.buffered_dense and pred.norm_elu
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]  # every rewrite could trace it
     monkeypatch.setattr("volgan.inference.predictor.buffer_dense_blocks", lambda network, dtype: network)
-    plain = Predictor(net, device="cpu", fast=True, precision="fp32", backend="torch", max_window=(16, 16, 16), margin=4)
+    plain = Predictor(net, **settings)
     assert not plain.buffered_dense
     expected = plain.predict_array(arr)
     np.testing.assert_allclose(pred.predict_array(arr), expected, atol=1e-5 * float(expected.max() - expected.min()))

@@ -69,7 +69,8 @@ def voxel_pitch(x: torch.Tensor) -> int | None:
     channels-last tensor, each holding its channels contiguously (a dense channels-last tensor, or
     a channel range of a larger one); None for any other layout."""
     b, c, d, h, w = x.shape
-    pitch = x.stride(4) if w > 1 else (x.stride(3) // w if h > 1 else x.stride(2) // (h * w) if d > 1 else c)
+    # the stride of a size-1 axis is arbitrary: the pitch comes from the innermost longer one
+    pitch = x.stride(4) if w > 1 else x.stride(3) if h > 1 else x.stride(2) if d > 1 else c
     expected = (pitch * w * h * d, 1, pitch * w * h, pitch * w, pitch)
     if pitch < c or any(n > 1 and s != e for n, s, e in zip(x.shape, x.stride(), expected)):
         return None

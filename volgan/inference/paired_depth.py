@@ -58,7 +58,8 @@ class PairedDepthConv3d(nn.Module):
 
     @staticmethod
     def _convolve(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: list[int]) -> torch.Tensor:
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [1, 1, 1], stride, [1, 1, 1], 1, "none", [], None)
+        padding = dilation = [1, 1, 1]
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, padding, stride, dilation, 1, "none", [], None)
 
     def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Write the convolution of ``x`` into ``out`` (``(B, out_channels, D, H, W)``, any strides,
