@@ -130,6 +130,8 @@ def fold_batchnorm_after_add(network: nn.Module) -> nn.Module:
     the input channels of ``e``'s other users. The same function, up to rounding. ``network``
     itself when nothing folds or it cannot be traced.
     """
+    if not any(map(is_eval_batchnorm, network.modules())):
+        return network  # (no trace needed: each costs a copy of the network)
     graph = traced_copy(network, "BatchNorm folding after additions")
     if graph is None:
         return network

@@ -81,6 +81,8 @@ def fuse_norm_elu(network: nn.Module) -> nn.Module:
     """A copy of ``network`` where each eval-mode BatchNorm3d whose only user is an ``nn.ELU`` is,
     with that ELU, one :class:`AffineELU`; ``network`` itself when there is none or it cannot be
     traced. The same function up to float32 rounding."""
+    if not any(type(m) is nn.ELU for m in network.modules()):
+        return network  # (no trace needed)
     graph = traced_copy(network, "BatchNorm + ELU fusion")
     if graph is None:
         return network
