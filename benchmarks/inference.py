@@ -173,14 +173,14 @@ def worker(args) -> None:
 
 def convolutions_alone(pred, shape) -> dict:
     """Seconds the fast mode's convolutions take alone over the plan for a volume of ``shape``: every
-    ``F.conv3d``, fused-convolution and depth-paired convolution call of one window's forward pass
-    is recorded (inputs, weights, autocast state), then timed by itself (best of 3) and summed, times the plan's windows. What the network's
+    ``F.conv3d`` and fused-convolution call (depth-paired ones among them) of one window's forward
+    pass is recorded (inputs, weights, autocast state), then timed by itself (best of 3) and summed,
+    times the plan's windows. What the network's
     layer shapes allow with these convolution kernels and nothing else: an upper bound on the
     share of the peak that any implementation built on them can reach."""
     import torch.nn.functional as F
 
     from volgan.inference.fused_pointwise import PointwiseConv3d
-    from volgan.inference.paired_depth import PairedDepthConv3d
 
     plan = pred.plan(shape)
     calls, conv3d = [], F.conv3d
@@ -192,8 +192,6 @@ def convolutions_alone(pred, shape) -> dict:
         return recording
 
     F.conv3d = recorder(conv3d)
-    paired = PairedDepthConv3d._convolve
-    PairedDepthConv3d._convolve = staticmethod(recorder(paired))
     fused = [m for m in pred.network.modules() if isinstance(m, PointwiseConv3d)]
     for m in fused:  # a fused convolution is timed with its post-ops (which cost it nothing measurable)
         m.forward = recorder(m.forward)
@@ -202,7 +200,6 @@ def convolutions_alone(pred, shape) -> dict:
             pred._forward(torch.rand(pred.batch_size(plan), 1, *plan.window))
     finally:
         F.conv3d = conv3d
-        PairedDepthConv3d._convolve = staticmethod(paired)
         for m in fused:
             del m.forward
     total = 0.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from volgan.inference.fused_pointwise import PointwiseConv3d
 from volgan.inference.winograd import is_plain_3x3x3
 
 # fewer output channels than one AVX-512 register of float32 sums
@@ -27,19 +28,26 @@ def worth_pairing(conv: nn.Module) -> bool:
     return is_plain_3x3x3(conv) and conv.out_channels < PAIRED_BELOW_CHANNELS
 
 
-def paired_weight(weight: torch.Tensor) -> torch.Tensor:
-    """``(k, c, 3, 3, 3)`` -> ``(2k, c, 4, 3, 3)``: even output depths, then odd ones (module docstring)."""
-    k, c = weight.shape[:2]
-    paired = weight.new_zeros((2 * k, c, 4, 3, 3))
-    paired[:k, :, :3] = weight
-    paired[k:, :, 1:] = weight
-    return paired
+def paired_convolution(conv: nn.Conv3d) -> nn.Conv3d:
+    """The 4x3x3, depth-stride-2 convolution giving ``conv``'s even output depths in its first
+    ``out_channels`` outputs and the odd ones in the rest (module docstring)."""
+    k, c = conv.out_channels, conv.in_channels
+    paired = nn.Conv3d(c, 2 * k, (4, 3, 3), stride=(2, 1, 1), padding=1, bias=conv.bias is not None,
+                       device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        paired.weight.zero_()
+        paired.weight[:k, :, :3] = conv.weight
+        paired.weight[k:, :, 1:] = conv.weight
+        if conv.bias is not None:
+            paired.bias.copy_(conv.bias.repeat(2))
+    return paired.eval()
 
 
 class PairedDepthConv3d(nn.Module):
-    """A plain 3x3x3 convolution (stride 1, zero padding 1) in ``dtype`` through oneDNN, channels-last
-    3D, computed two output depths at a time when ``pair`` (default: fewer than 16 output channels)
-    and the input's depth is even; :meth:`forward_into` writes it into a given tensor."""
+    """A plain 3x3x3 convolution (stride 1, zero padding 1) in ``dtype`` through oneDNN
+    (:class:`~volgan.inference.fused_pointwise.PointwiseConv3d`), channels-last 3D, computed two
+    output depths at a time when ``pair`` (default: fewer than 16 output channels) and the input's
+    depth is even; :meth:`forward_into` writes it into a given tensor."""
 
     def __init__(self, conv: nn.Conv3d, dtype: torch.dtype, pair: bool | None = None):
         super().__init__()
@@ -47,28 +55,16 @@ class PairedDepthConv3d(nn.Module):
             raise ValueError(f"PairedDepthConv3d needs a 3x3x3 convolution with stride 1 and padding 1, got {conv}")
         self.dtype, self.out_channels = dtype, conv.out_channels
         self.pair = worth_pairing(conv) if pair is None else bool(pair)
-        weight = conv.weight.detach()
-        bias = conv.bias.detach() if conv.bias is not None else weight.new_zeros(self.out_channels)
-        cl = torch.channels_last_3d
-        self.register_buffer("weight", weight.to(dtype).contiguous(memory_format=cl))
-        self.register_buffer("bias", bias.float())
-        if self.pair:
-            self.register_buffer("paired", paired_weight(weight).to(dtype).contiguous(memory_format=cl))
-            self.register_buffer("paired_bias", bias.float().repeat(2))
-
-    @staticmethod
-    def _convolve(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: list[int]) -> torch.Tensor:
-        padding = dilation = [1, 1, 1]
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, padding, stride, dilation, 1, "none", [], None)
+        self.plain = PointwiseConv3d(conv, dtype)
+        self.paired = PointwiseConv3d(paired_convolution(conv), dtype) if self.pair else None
 
     def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Write the convolution of ``x`` into ``out`` (``(B, out_channels, D, H, W)``, any strides,
         e.g. a channel range of a larger buffer); returns ``out``."""
-        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last_3d)
         depth = x.shape[2]
-        if not self.pair or depth % 2:
-            return out.copy_(self._convolve(x, self.weight, self.bias, [1, 1, 1]))
-        y = self._convolve(x, self.paired, self.paired_bias, [2, 1, 1])  # (B, 2k, D / 2, H, W)
+        if self.paired is None or depth % 2:
+            return out.copy_(self.plain(x))
+        y = self.paired(x)  # (B, 2k, D / 2, H, W)
         k = self.out_channels
         out.unflatten(2, (depth // 2, 2)).copy_(y.unflatten(1, (2, k)).permute(0, 2, 3, 1, 4, 5))
         return out
@@ -79,4 +75,4 @@ class PairedDepthConv3d(nn.Module):
         return self.forward_into(x, out)
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[1]}, {self.out_channels}, dtype={self.dtype}, pair={self.pair}"
+        return f"pair={self.pair}"

@@ -203,9 +203,12 @@ class Predictor:
             # plus a pixel shuffle the PET U-Net ran 1.2-1.3x faster
             self.network, self.subpixel = subpixel_transposed_convolutions(self.network)
         if fusable:
-            # activations and skip additions in the convolutions' oneDNN post-ops (README)
+            # activations and skip additions in the convolutions' oneDNN post-ops (README); the
+            # buffered dense blocks' own oneDNN convolutions do not count as fused
+            before = {name for name, m in self.network.named_modules() if isinstance(m, PointwiseConv3d)}
             self.network = fuse_pointwise(fold_batchnorm_after_add(self.network), FUSED_PRECISIONS[self.precision], fp32_layers)
-            fused = {name: m for name, m in self.network.named_modules() if isinstance(m, PointwiseConv3d)}
+            fused = {name: m for name, m in self.network.named_modules()
+                     if isinstance(m, PointwiseConv3d) and name not in before}
             self.fused = bool(fused)
             self.fp32_layers = [name for name in fp32_layers if name in fused and fused[name].dtype == torch.float32]
             if self.fused and len(self.fp32_layers) < len(fp32_layers):  # e.g. a convolution called twice
