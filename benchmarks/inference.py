@@ -35,7 +35,7 @@ stitcher's memory does not depend on the network; activations depend on the wind
 RSS as a multiple of the volume's size.
 
 A second table times fast mode's convolutions alone (every convolution call of one window,
-recorded and then timed by itself): the share of the peak that the network's layer shapes allow
+3D, fused, and the in-plane 2D ones of the native depth Winograd, recorded and then timed by itself): the share of the peak that the network's layer shapes allow
 with these convolution kernels, an upper bound for the whole pass.
 
 With ``--warm`` each mode also runs a second time in the same process ("warm s" and its share of
@@ -173,7 +173,8 @@ def worker(args) -> None:
 
 def convolutions_alone(pred, shape) -> dict:
     """Seconds the fast mode's convolutions take alone over the plan for a volume of ``shape``: every
-    ``F.conv3d`` and fused-convolution call (depth-paired ones among them) of one window's forward
+    ``F.conv3d``, ``F.conv2d`` (the in-plane products of the native depth Winograd) and
+    fused-convolution call (depth-paired ones among them) of one window's forward
     pass is recorded (inputs, weights, autocast state), then timed by itself (best of 3) and summed,
     times the plan's windows. What the network's
     layer shapes allow with these convolution kernels and nothing else: an upper bound on the
@@ -183,7 +184,7 @@ def convolutions_alone(pred, shape) -> dict:
     from volgan.inference.fused_pointwise import PointwiseConv3d
 
     plan = pred.plan(shape)
-    calls, conv3d = [], F.conv3d
+    calls, conv3d, conv2d = [], F.conv3d, F.conv2d
 
     def recorder(run):
         def recording(*args, **kwargs):
@@ -191,7 +192,7 @@ def convolutions_alone(pred, shape) -> dict:
             return run(*args, **kwargs)
         return recording
 
-    F.conv3d = recorder(conv3d)
+    F.conv3d, F.conv2d = recorder(conv3d), recorder(conv2d)
     fused = [m for m in pred.network.modules() if isinstance(m, PointwiseConv3d)]
     for m in fused:  # a fused convolution is timed with its post-ops (which cost it nothing measurable)
         m.forward = recorder(m.forward)
@@ -199,7 +200,7 @@ def convolutions_alone(pred, shape) -> dict:
         with torch.inference_mode():
             pred._forward(torch.rand(pred.batch_size(plan), 1, *plan.window))
     finally:
-        F.conv3d = conv3d
+        F.conv3d, F.conv2d = conv3d, conv2d
         for m in fused:
             del m.forward
     total = 0.0

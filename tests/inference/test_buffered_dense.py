@@ -51,11 +51,15 @@ def test_paired_depth_convolution_writes_the_convolution_into_a_channel_range(de
     assert bool((buffer[:, :2] == 7).all()) and bool((buffer[:, 5:] == 7).all())  # the rest untouched
 
 
-def test_only_narrow_layers_are_paired_and_bf16_stays_at_bf16_rounding():
+def test_only_narrow_3x3x3_layers_are_paired():
     assert PairedDepthConv3d(_conv(16, 8), torch.float32).pair
     assert not PairedDepthConv3d(_conv(32, 16), torch.float32).pair
     with pytest.raises(ValueError, match="3x3x3"):
         PairedDepthConv3d(nn.Conv3d(4, 4, 3, padding=1, stride=2), torch.float32)
+
+
+@pytest.mark.skipif(not fused_pointwise_available(torch.bfloat16), reason="oneDNN runs no bf16 on this CPU")
+def test_paired_bf16_stays_at_bf16_rounding():
     conv = _conv(24, 8, seed=1)
     x = torch.randn(1, 24, 10, 12, 8).bfloat16()
     with torch.inference_mode():

@@ -150,10 +150,27 @@ def test_predictor_fast_mode_fuses_on_the_cpu_and_matches_the_unfused_path(monke
     fused = Predictor(net, precision="bf16", fp32_share=0.03, **kwargs)
     assert fused.fused and fused.fp32_layers and any(isinstance(m, PointwiseConv3d) for m in fused.network.modules())
     assert all(fused.network.get_submodule(name).dtype == torch.float32 for name in fused.fp32_layers)
-    monkeypatch.setattr(predictor_module, "fused_pointwise_available", lambda: False)
+    monkeypatch.setattr(predictor_module, "fused_pointwise_available", lambda dtype: False)
     plain = Predictor(net, precision="bf16", fp32_share=0.03, **kwargs)
     assert not plain.fused
     data_range = float(ref.max() - ref.min())
     for out in (fused.predict_array(arr), plain.predict_array(arr)):
         psnr = 10 * np.log10(data_range**2 / np.mean((out - ref) ** 2))
         assert psnr > 35.0, psnr
+
+
+def test_bf16_fast_mode_runs_on_any_cpu_fused_only_where_onednn_has_bf16(caplog):
+    """An explicit bf16 fast mode fuses where oneDNN runs bf16 and otherwise falls back to
+    PyTorch's autocast path (oneDNN's fused bf16 convolution raises on an AVX2-only CPU), with a
+    warning where bf16 is emulated; either way it stays close to fp32."""
+    net = tiny_redwgan()
+    arr = phantom((20, 18, 16))
+    kwargs = dict(device="cpu", fast=True, backend="torch", max_window=(16, 16, 16), margin=8)
+    ref = Predictor(net, precision="fp32", **kwargs).predict_array(arr)
+    with caplog.at_level("WARNING", logger="volgan.inference.predictor"):
+        pred = Predictor(net, precision="bf16", **kwargs)
+    assert pred.fused == fused_pointwise_available(torch.bfloat16)
+    assert ("emulated" in caplog.text) == (not cpu_has_fast_bf16())
+    out = pred.predict_array(arr)
+    data_range = float(ref.max() - ref.min())
+    assert 10 * np.log10(data_range**2 / np.mean((out - ref) ** 2)) > 35.0

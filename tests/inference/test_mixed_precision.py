@@ -70,6 +70,7 @@ def test_fp32_islands_run_in_fp32_under_autocast_and_leave_the_network_unchanged
     assert keep_cheapest_in_fp32(net, 0.0) == (net, [])
 
 
+@pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no native bf16 (emulated bf16 takes minutes here)")
 def test_redwgan_fast_mode_is_closer_to_fp32_with_its_narrow_layers_in_fp32():
     """The shipped denoiser in bf16: a 5 % share keeps its four narrowest layers in fp32 (the bundle
     uses 0.03: three of them), which brings the result much closer to fp32 (same windows, so only

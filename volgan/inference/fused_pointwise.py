@@ -33,9 +33,13 @@ ADDITIONS = (operator.add, torch.add)
 CONVOLUTIONS = (torch.conv3d, torch.nn.functional.conv3d, torch.conv_transpose3d, torch.nn.functional.conv_transpose3d)
 
 
-def fused_pointwise_available() -> bool:
-    """True if this PyTorch build has oneDNN's fused CPU convolutions."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+def fused_pointwise_available(dtype: torch.dtype = torch.float32) -> bool:
+    """True if this PyTorch build has oneDNN's fused CPU convolutions and this CPU runs them in
+    ``dtype``: oneDNN refuses bf16 without AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT, where PyTorch's
+    own (emulated) bf16 convolutions still run."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
+        return False
+    return dtype != torch.bfloat16 or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class PointwiseConv3d(nn.Module):

@@ -29,7 +29,7 @@ from volgan.inference.native import native_network
 from volgan.inference.native_kernels import load_library
 from volgan.inference.norm_elu import AffineELU, fuse_norm_elu
 from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
-from volgan.inference.optimise import fast_precision, fold_batchnorm
+from volgan.inference.optimise import cpu_has_fast_bf16, fast_precision, fold_batchnorm
 from volgan.inference.stitch import sliding_window
 from volgan.inference.subpixel import subpixel_transposed_convolutions
 from volgan.inference.tiling import WindowPlan, fitted_plan, grid_plan
@@ -160,6 +160,8 @@ class Predictor:
         self.precision = precision or (fast_precision(self.device) if self.fast else "fp32")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if self.device.type == "cpu" and self.precision == "bf16" and not cpu_has_fast_bf16():
+            logger.warning("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX): far slower than fp32")
         if checkpoint is not None:
             load_generator_weights(network, checkpoint)
         network = network.eval()
@@ -192,7 +194,8 @@ class Predictor:
         # the narrow layers next to the image set most of the rounding error
         fp32_layers = cheapest_convolutions(flops, fp32_share) if flops else []
         torch_cpu = self.backend == "torch" and self.device.type == "cpu"
-        fusable = torch_cpu and self.channels_last and self.precision in FUSED_PRECISIONS and fused_pointwise_available()
+        fusable = (torch_cpu and self.channels_last and self.precision in FUSED_PRECISIONS
+                   and fused_pointwise_available(FUSED_PRECISIONS[self.precision]))
         self.buffered_dense = False
         if fusable and load_library() is not None:
             # mDCSRN's dense blocks into one buffer each, narrow convolutions two depths at a time
