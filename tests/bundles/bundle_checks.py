@@ -8,10 +8,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def held_out_crop() -> tuple[np.ndarray, np.ndarray]:
+    """A 48x56x40 crop of pydeface's mean head (never used for training) and its affine."""
+    import pydeface
+
+    img = nib.load(Path(pydeface.__file__).parent / "data" / "mean_reg2mean.nii.gz")
+    data = np.asarray(img.dataobj, dtype=np.float32)[64:112, 100:156, 120:160]
+    affine = img.affine.copy()
+    affine[:3, 3] = img.affine[:3, :3] @ np.array([64, 100, 120]) + img.affine[:3, 3]
+    return data, affine
 
 
 def bundle_cli(*args: str, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -16,6 +16,7 @@ from tests.bundles.bundle_checks import (
     ROOT,
     bundle_cli,
     ckpt_export_matches_eager,
+    held_out_crop,
     tiny_training_args,
     verify_metadata,
     verify_net_in_out,
@@ -29,17 +30,6 @@ from volgan.metrics import psnr
 BUNDLE = ROOT / "bundles" / "mri_sr_mdcsrn"
 CONFIGS = BUNDLE / "configs"
 pytestmark = pytest.mark.slow
-
-
-def held_out_crop() -> tuple[np.ndarray, np.ndarray]:
-    """A 48x56x40 crop of pydeface's mean head (never used for training) and its affine."""
-    import pydeface
-
-    img = nib.load(Path(pydeface.__file__).parent / "data" / "mean_reg2mean.nii.gz")
-    data = np.asarray(img.dataobj, dtype=np.float32)[64:112, 100:156, 120:160]
-    affine = img.affine.copy()
-    affine[:3, 3] = img.affine[:3, :3] @ np.array([64, 100, 120]) + img.affine[:3, 3]
-    return data, affine
 
 
 def run_inference(tmp_path: Path, out_name: str, *overrides: str) -> Path:
