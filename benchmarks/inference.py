@@ -158,7 +158,7 @@ def worker(args) -> None:
             return
         out = pred.predict_array(volume)
         extra["computed_voxels"] = pred.plan(volume.shape if fast else _padded(volume.shape, pred.roi_size)).computed_voxels
-        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}{' fused' if pred.fused else ''}{' bn-elu' if pred.norm_elu else ''}{' dense-buffer' if pred.buffered_dense else ''}"
+        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}{' fused' if pred.fused else ''}{' bn-elu' if pred.norm_elu else ''}{' dense-buffer' if pred.buffered_dense else ''}{' split-cat' if pred.split_concat else ''}"
     seconds = time.perf_counter() - start
     if args.warm and args.mode != "whole":  # the same volume again in this process: what each further file of a batch costs
         start = time.perf_counter()
@@ -193,16 +193,15 @@ def convolutions_alone(pred, shape) -> dict:
         return recording
 
     F.conv3d, F.conv2d = recorder(conv3d), recorder(conv2d)
-    fused = [m for m in pred.network.modules() if isinstance(m, PointwiseConv3d)]
-    for m in fused:  # a fused convolution is timed with its post-ops (which cost it nothing measurable)
-        m.forward = recorder(m.forward)
+    # a fused convolution is timed with its post-ops (which cost it nothing measurable); patched
+    # on the class, which also records those created during the pass
+    fused = PointwiseConv3d.forward
+    PointwiseConv3d.forward = recorder(fused)
     try:
         with torch.inference_mode():
             pred._forward(torch.rand(pred.batch_size(plan), 1, *plan.window))
     finally:
-        F.conv3d, F.conv2d = conv3d, conv2d
-        for m in fused:
-            del m.forward
+        F.conv3d, F.conv2d, PointwiseConv3d.forward = conv3d, conv2d, fused
     total = 0.0
     with torch.inference_mode():
         for run, args, kwargs, autocast, dtype in calls:

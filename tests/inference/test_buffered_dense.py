@@ -123,7 +123,7 @@ def test_predictor_keeps_the_blocks_through_its_graph_rewrites(caplog, monkeypat
     settings = dict(device="cpu", fast=True, precision="fp32", backend="torch", max_window=(16, 16, 16), margin=4)
     with caplog.at_level(logging.WARNING, logger="volgan"):
         pred = Predictor(net, **settings)
-    assert pred.buffered_dense and pred.norm_elu
+    assert pred.buffered_dense and pred.norm_elu and pred.split_concat
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]  # every rewrite could trace it
     monkeypatch.setattr("volgan.inference.predictor.buffer_dense_blocks", lambda network, dtype: network)
     plain = Predictor(net, **settings)
@@ -142,7 +142,7 @@ def test_shipped_super_resolution_network_in_bf16_fast_mode_agrees_with_fp32():
     arr = phantom((40, 36, 32)) + np.random.default_rng(0).normal(0, 5, (40, 36, 32)).clip(0).astype(np.float32)
     ref = Predictor(net, checkpoint=weights, roi_size=(24, 24, 24), device="cpu").predict_array(arr)
     fast = Predictor(net, checkpoint=weights, device="cpu", fast=True, max_window=(32, 32, 32), margin=16)
-    assert fast.precision == "bf16" and fast.buffered_dense
+    assert fast.precision == "bf16" and fast.buffered_dense and fast.split_concat
     out = fast.predict_array(arr)
     psnr = 10 * np.log10(float(ref.max() - ref.min()) ** 2 / np.mean((out - ref) ** 2))
     assert psnr > 60.0, psnr

@@ -17,6 +17,7 @@ from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
 from volgan.inference.allocator import keep_freed_memory
 from volgan.inference.buffered_dense import BufferedDenseBlock, buffer_dense_blocks
+from volgan.inference.concat_pointwise import ConcatPointwiseConv3d, split_concat_pointwise
 from volgan.inference.depth_major import depth_major_network
 from volgan.inference.fused_pointwise import (
     PointwiseConv3d,
@@ -89,7 +90,9 @@ class Predictor:
       any precision, when the C kernels build; ``Predictor.norm_elu``). mDCSRN's dense blocks
       then compute into one buffer each, without concatenation copies, their narrow convolutions
       two output depths at a time (:mod:`volgan.inference.buffered_dense`;
-      ``Predictor.buffered_dense``).
+      ``Predictor.buffered_dense``), and its reconstruction layer sums one 1x1x1 convolution per
+      level instead of concatenating them (:mod:`volgan.inference.concat_pointwise`;
+      ``Predictor.split_concat``).
       Outputs differ slightly near window seams; see the README for measured differences. Use
       fp32 default mode for quantitative work.
 
@@ -196,7 +199,7 @@ class Predictor:
         torch_cpu = self.backend == "torch" and self.device.type == "cpu"
         fusable = (torch_cpu and self.channels_last and self.precision in FUSED_PRECISIONS
                    and fused_pointwise_available(FUSED_PRECISIONS[self.precision]))
-        self.buffered_dense = False
+        self.buffered_dense = self.split_concat = False
         if fusable and load_library() is not None:
             # mDCSRN's dense blocks into one buffer each, narrow convolutions two depths at a time
             self.network = buffer_dense_blocks(self.network, FUSED_PRECISIONS[self.precision])
@@ -209,6 +212,9 @@ class Predictor:
             # activations and skip additions in the convolutions' oneDNN post-ops (README); the
             # buffered dense blocks' own oneDNN convolutions do not count as fused
             before = {name for name, m in self.network.named_modules() if isinstance(m, PointwiseConv3d)}
+            # mDCSRN's reconstruction: one 1x1x1 convolution per level, summed, instead of a concatenation
+            self.network = split_concat_pointwise(self.network, FUSED_PRECISIONS[self.precision], fp32_layers)
+            self.split_concat = any(isinstance(m, ConcatPointwiseConv3d) for m in self.network.modules())
             self.network = fuse_pointwise(fold_batchnorm_after_add(self.network), FUSED_PRECISIONS[self.precision], fp32_layers)
             fused = {name: m for name, m in self.network.named_modules()
                      if isinstance(m, PointwiseConv3d) and name not in before}
