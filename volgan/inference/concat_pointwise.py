@@ -14,6 +14,8 @@ buffer (80 maps of every window voxel) is not allocated either.
 
 from __future__ import annotations
 
+import collections
+
 import torch
 from torch import nn
 
@@ -90,11 +92,11 @@ def split_concat_pointwise(network: nn.Module, dtype: torch.dtype, keep: tuple[s
     if graph is None:
         return network
     modules = dict(graph.named_modules())
-    calls = [n.target for n in graph.graph.nodes if n.op == "call_module"]
+    calls = collections.Counter(n.target for n in graph.graph.nodes if n.op == "call_module")
     changed = 0
     for node in list(graph.graph.nodes):
         if (node.op != "call_module" or not _is_plain_pointwise(modules[node.target]) or len(node.args) != 1
-                or node.kwargs or calls.count(node.target) != 1 or node.target in keep
+                or node.kwargs or calls[node.target] != 1 or node.target in keep
                 or not isinstance(node.args[0], torch.fx.Node)):
             continue
         cat = node.args[0]

@@ -209,12 +209,12 @@ class Predictor:
             # plus a pixel shuffle the PET U-Net ran 1.2-1.3x faster
             self.network, self.subpixel = subpixel_transposed_convolutions(self.network)
         if fusable:
-            # activations and skip additions in the convolutions' oneDNN post-ops (README); the
-            # buffered dense blocks' own oneDNN convolutions do not count as fused
-            before = {name for name, m in self.network.named_modules() if isinstance(m, PointwiseConv3d)}
             # mDCSRN's reconstruction: one 1x1x1 convolution per level, summed, instead of a concatenation
             self.network = split_concat_pointwise(self.network, FUSED_PRECISIONS[self.precision], fp32_layers)
             self.split_concat = any(isinstance(m, ConcatPointwiseConv3d) for m in self.network.modules())
+            # activations and skip additions in the convolutions' oneDNN post-ops (README); the
+            # buffered dense blocks' own oneDNN convolutions do not count as fused
+            before = {name for name, m in self.network.named_modules() if isinstance(m, PointwiseConv3d)}
             self.network = fuse_pointwise(fold_batchnorm_after_add(self.network), FUSED_PRECISIONS[self.precision], fp32_layers)
             fused = {name: m for name, m in self.network.named_modules()
                      if isinstance(m, PointwiseConv3d) and name not in before}
