@@ -174,3 +174,61 @@ def test_a_cache_home_that_cannot_be_created_falls_back_to_the_temporary_directo
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     monkeypatch.setattr(native_kernels.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     assert native_kernels.cache_dir().parent == tmp_path / "tmp"
+
+
+def _run_elu_and_native(library_threads: bool, monkeypatch):
+    """AffineELU on a channel range of a bf16 buffer and the native mDCSRN form, with the kernels'
+    jobs on OpenMP threads or (``library_threads=False``) split between Python threads."""
+    from volgan.inference.norm_elu import AffineELU
+
+    library = native_kernels.load_library()
+    monkeypatch.setattr(native_kernels, "kernels_use_openmp", lambda: library_threads)
+    library.volgan_set_parallel(int(library_threads))
+    try:
+        torch.manual_seed(0)
+        buffer = torch.randn(2, 48, 9, 10, 11).to(torch.bfloat16).contiguous(memory_format=torch.channels_last_3d)
+        norm = randomised(nn.BatchNorm3d(40)).eval()
+        elu = AffineELU(norm)(buffer[:, :40])
+        net = randomised(MdcsrnGenerator("small"))
+        native = native_network(net)(torch.randn(1, 1, 13, 17, 11, generator=torch.Generator().manual_seed(1)))
+    finally:
+        library.volgan_set_parallel(1)
+    return elu, native
+
+
+def test_kernels_on_openmp_threads_compute_what_python_threads_do(monkeypatch):
+    library = native_kernels.load_library()
+    if not library.volgan_openmp():
+        pytest.skip("the C compiler here builds without OpenMP")
+    assert native_kernels.kernels_use_openmp()  # built with -fopenmp and sharing PyTorch's runtime
+    for on_openmp, on_python in zip(_run_elu_and_native(True, monkeypatch), _run_elu_and_native(False, monkeypatch)):
+        assert torch.equal(on_openmp, on_python)
+
+
+def test_loading_the_kernels_maps_no_second_openmp_runtime():
+    """In a fresh process that imported PyTorch, loading the kernels maps no OpenMP runtime of
+    their own: their loops run on PyTorch's threads (when built with OpenMP)."""
+    code = ("import torch\nfrom volgan.inference import native_kernels as k\n"
+            "before = k.openmp_runtimes(); lib = k.load_library(); after = k.openmp_runtimes()\n"
+            "print(before == after, bool(lib.volgan_openmp()), lib.openmp_jobs)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    assert out.returncode == 0, out.stderr
+    same, built_with_openmp, openmp_jobs = out.stdout.split()
+    assert same == "True" and openmp_jobs == built_with_openmp
+
+
+def test_a_compiler_without_openmp_builds_kernels_for_python_threads(fresh_library, monkeypatch, tmp_path):
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    no_openmp = tmp_path / "cc"
+    no_openmp.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && {{ echo "no OpenMP" >&2; exit 1; }}; done\n'
+                         f'exec {compiler} "$@"\n')
+    no_openmp.chmod(0o755)
+    monkeypatch.setenv("CC", str(no_openmp))
+    library = native_kernels.load_library()
+    assert library is not None and not library.volgan_openmp() and not native_kernels.kernels_use_openmp()
+    from volgan.inference.norm_elu import AffineELU
+
+    x = torch.randn(1, 24, 6, 7, 9).contiguous(memory_format=torch.channels_last_3d)
+    norm = randomised(nn.BatchNorm3d(24)).eval()
+    expected = nn.functional.elu(norm(x))
+    torch.testing.assert_close(AffineELU(norm)(x), expected, rtol=1e-5, atol=1e-5)

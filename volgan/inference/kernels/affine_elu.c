@@ -43,9 +43,10 @@ static inline float float_to_f32(float f) { return f; }
     void NAME(const TYPE *x, TYPE *y, const float *scale, const float *shift, float alpha, int64_t channels,      \
               int64_t pitch, int64_t chunk, int64_t voxels, int64_t begin, int64_t end)                           \
     {                                                                                                              \
-        TYPE staged[STAGED_VALUES];                                                                                \
         const int stage = pitch != channels && chunk * channels <= STAGED_VALUES;                                  \
+        PARALLEL_JOBS                                                                                              \
         for (int64_t job = begin; job < end; ++job) {                                                              \
+            TYPE staged[STAGED_VALUES];                                                                            \
             const int64_t first = job * chunk, n = voxels - first < chunk ? voxels - first : chunk;                \
             TYPE *restrict ys = y + first * channels;                                                              \
             if (pitch == channels || stage) {                                                                      \
@@ -70,6 +71,30 @@ static inline float float_to_f32(float f) { return f; }
             }                                                                                                      \
         }                                                                                                          \
     }
+
+/* 1 when built with -fopenmp: then the job loops run on OpenMP threads while volgan_parallel is
+ * set (volgan_set_parallel(0): serial, for callers that split the jobs between their own threads) */
+#ifdef _OPENMP
+int volgan_parallel = 1;
+#endif
+
+int volgan_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+void volgan_set_parallel(int parallel)
+{
+#ifdef _OPENMP
+    volgan_parallel = parallel;
+#else
+    (void)parallel;
+#endif
+}
 
 DEFINE_AFFINE_ELU(affine_elu_f32, float, f32_to_float, float_to_f32)
 DEFINE_AFFINE_ELU(affine_elu_bf16, uint16_t, bf16_to_float, float_to_bf16)

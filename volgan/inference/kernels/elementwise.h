@@ -14,6 +14,16 @@
 #define IVDEP
 #endif
 
+/* the job loops: split between the threads of the OpenMP runtime when built with -fopenmp (the
+ * runtime PyTorch already runs its convolutions on, see volgan/inference/native_kernels.py),
+ * else the caller splits [begin, end) between its own threads */
+#ifdef _OPENMP
+extern int volgan_parallel; /* 0: each call runs on its caller's thread (see affine_elu.c) */
+#define PARALLEL_JOBS _Pragma("omp parallel for schedule(static) if(volgan_parallel)")
+#else
+#define PARALLEL_JOBS
+#endif
+
 /* exp(x) for x <= 0 (clamped at -87): 2^n * 2^f with n = round(x log2 e), |f| <= 1/2, and a
  * degree-6 Taylor polynomial of 2^f (relative error about 1.2e-7). Written without branches or
  * library calls so that compilers vectorise the loops that use it. */

@@ -18,6 +18,7 @@
 /* Loop body of the input pass for one tile and one plane position: six input values (after the
  * prologue ACT) -> the six transformed values d_0 .. d_5. */
 #define WINOGRAD_INPUT_LOOP(ACT)                                                                      \
+    PARALLEL_JOBS                                                                                     \
     for (int64_t job = begin; job < end; ++job) {                                                     \
         const int64_t b = job / tiles, t = job % tiles;                                               \
         const float *in[6];                                                                           \
@@ -81,6 +82,7 @@ void winograd_output(const float *const *m, float *y, int64_t y_stride, const fl
                      int64_t plane, int64_t channels, int64_t tiles, int64_t begin, int64_t end)
 {
     (void)batch;
+    PARALLEL_JOBS
     for (int64_t job = begin; job < end; ++job) {
         const int64_t b = job / tiles, t = job % tiles;
         const int64_t first = 4 * t, planes = depth - first < 4 ? depth - first : 4;
