@@ -1,4 +1,5 @@
-"""Fast mode's dense blocks: one buffer per block, narrow convolutions two output depths at a time."""
+"""Fast mode's dense blocks: computed from parts without concatenation copies, narrow convolutions
+two output depths at a time."""
 
 from __future__ import annotations
 
@@ -92,14 +93,15 @@ def test_affine_elu_reads_a_channel_range_of_a_buffer_in_place(dtype, channels):
     torch.testing.assert_close(y.float(), nn.functional.elu(norm(view.float()), 0.5), rtol=1e-2, atol=1e-2)
 
 
-def test_buffered_block_is_the_dense_block():
+@pytest.mark.parametrize("shape", [(1, 6, 8, 10, 6), (2, 6, 7, 5, 3)])  # paired parts; an odd depth: plain ones
+def test_buffered_block_is_the_dense_block(shape):
     block = randomised(DenseBlock(6, 3, 4))
-    x = torch.randn(1, 6, 8, 10, 6)
+    x = torch.randn(*shape)
     buffered = BufferedDenseBlock(block, torch.float32)
     with torch.inference_mode():
         y = buffered(x)
         expected = block(x)
-    assert y.shape == (1, 18, 8, 10, 6) and y.is_contiguous(memory_format=CL)
+    assert y.shape == (shape[0], 18, *shape[2:]) and y.is_contiguous(memory_format=CL)
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -2,11 +2,13 @@
 
 A dense block concatenates its input and every unit's new feature maps, so ``torch.cat`` copies
 the whole running concatenation once per unit (0.20 s of a 1.85 s bf16 window of the small
-preset, 104x120x104). :class:`BufferedDenseBlock` computes the same function into one
-preallocated channels-last buffer: each unit's BatchNorm + ELU pass reads the channel range it
-needs in place (:class:`~volgan.inference.norm_elu.AffineELU`), and its convolution
+preset, 104x120x104). :class:`BufferedDenseBlock` computes the same function without: its input
+and each unit's output are kept as parts (:mod:`volgan.inference.dense_parts`), each unit's
+BatchNorm + ELU reads the parts it needs in one C pass, its convolution
 (:class:`~volgan.inference.paired_depth.PairedDepthConv3d`, two output depths at a time for
-narrow layers) writes its new channels straight into the buffer.
+narrow layers) adds its output as a new part as computed, and the block's output buffer is
+written once, from all parts. (Until session 15 the units wrote into one shared buffer; writing
+8 of its 48 channels touched all of it: README.)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import copy
 import torch
 from torch import nn
 
+from volgan.inference.dense_parts import Part, affine_elu_parts, gather_parts
 from volgan.inference.norm_elu import AffineELU
 from volgan.inference.optimise import is_eval_batchnorm
 from volgan.inference.paired_depth import PairedDepthConv3d
@@ -30,7 +33,8 @@ def _supported(module: nn.Module) -> bool:
 
 
 class BufferedDenseBlock(nn.Module):
-    """A :class:`~volgan.networks.mdcsrn.DenseBlock` (eval mode) computed into one buffer in ``dtype``."""
+    """A :class:`~volgan.networks.mdcsrn.DenseBlock` (eval mode) computed from parts in ``dtype``, its
+    output written once."""
 
     traced_as_leaf = True  # graph rewrites (volgan.inference.optimise.traced_copy) keep it whole
 
@@ -41,14 +45,10 @@ class BufferedDenseBlock(nn.Module):
         self.convs = nn.ModuleList(PairedDepthConv3d(u.conv, dtype) for u in block.units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, *spatial = x.shape
-        features = torch.empty((batch, self.out_channels, *spatial), dtype=self.dtype,
-                               memory_format=torch.channels_last_3d)
-        features[:, :channels].copy_(x)
+        parts = [Part(x.to(self.dtype).contiguous(memory_format=torch.channels_last_3d))]
         for norm, conv in zip(self.norms, self.convs):
-            conv.forward_into(norm(features[:, :channels]), features[:, channels:channels + conv.out_channels])
-            channels += conv.out_channels
-        return features
+            parts.append(conv.part(affine_elu_parts(norm, parts)))
+        return gather_parts(parts)
 
 
 def buffer_dense_blocks(network: nn.Module, dtype: torch.dtype) -> nn.Module:

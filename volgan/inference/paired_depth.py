@@ -8,8 +8,9 @@ half: the kernel at depths 0-2 and zeros at 3; the second: zeros at 0 and the ke
 is 4/3 of the multiply-adds, but in bf16 on an AVX-512 BF16 EPYC a 104x120x104 window of 16 -> 8
 channels took 31 ms instead of 42, 40 -> 8 channels 78 ms instead of 111 (four output depths at a
 time: 42 and 109 ms). The two halves are interleaved back along depth by the copy that writes the
-result into its destination, e.g. a channel range of a dense block's buffer, which a network that
-concatenates would pay anyway.
+result into its destination (:meth:`PairedDepthConv3d.forward_into`), or not at all: a dense
+block keeps the paired output as one of its parts (:meth:`PairedDepthConv3d.part`,
+:mod:`volgan.inference.dense_parts`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from volgan.inference.dense_parts import Part
 from volgan.inference.fused_pointwise import PointwiseConv3d
 from volgan.inference.winograd import is_plain_3x3x3
 
@@ -68,6 +70,13 @@ class PairedDepthConv3d(nn.Module):
         k = self.out_channels
         out.unflatten(2, (depth // 2, 2)).copy_(y.unflatten(1, (2, k)).permute(0, 2, 3, 1, 4, 5))
         return out
+
+    def part(self, x: torch.Tensor) -> Part:
+        """The convolution of ``x`` as a :class:`~volgan.inference.dense_parts.Part`: depth-paired as
+        computed (no interleaving copy) when it runs two depths at a time."""
+        if self.paired is None or x.shape[2] % 2:
+            return Part(self.plain(x))
+        return Part(self.paired(x), paired=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty((x.shape[0], self.out_channels, *x.shape[2:]), dtype=self.dtype,

@@ -15,25 +15,6 @@
 
 #include "elementwise.h"
 
-static inline float bf16_to_float(uint16_t v)
-{
-    uint32_t bits = (uint32_t)v << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static inline uint16_t float_to_bf16(float f)
-{
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-    return f != f ? (uint16_t)0x7FC0u : (uint16_t)rounded; /* NaN stays a (quiet) NaN */
-}
-
-static inline float f32_to_float(float v) { return v; }
-static inline float float_to_f32(float f) { return f; }
-
 /* values of a job staged contiguously when x is not dense: per voxel, the channel loop has a
  * vector remainder (24 or 40 channels) that compilers leave scalar, which made such reads 2-3x
  * slower than dense ones */

@@ -24,6 +24,26 @@ extern int volgan_parallel; /* 0: each call runs on its caller's thread (see aff
 #define PARALLEL_JOBS
 #endif
 
+/* float32 <-> bfloat16 (round to nearest even, NaN stays a quiet NaN), and the float32 identity */
+static inline float bf16_to_float(uint16_t v)
+{
+    uint32_t bits = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint16_t float_to_bf16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    return f != f ? (uint16_t)0x7FC0u : (uint16_t)rounded; /* NaN stays a (quiet) NaN */
+}
+
+static inline float f32_to_float(float v) { return v; }
+static inline float float_to_f32(float f) { return f; }
+
 /* exp(x) for x <= 0 (clamped at -87): 2^n * 2^f with n = round(x log2 e), |f| <= 1/2, and a
  * degree-6 Taylor polynomial of 2^f (relative error about 1.2e-7). Written without branches or
  * library calls so that compilers vectorise the loops that use it. */
