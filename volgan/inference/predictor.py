@@ -88,7 +88,7 @@ class Predictor:
       layer's weights cast once (:mod:`volgan.inference.fused_pointwise`; ``Predictor.fused``),
       and a BatchNorm followed by an ELU runs as one C pass (:mod:`volgan.inference.norm_elu`,
       any precision, when the C kernels build; ``Predictor.norm_elu``). mDCSRN's dense blocks
-      then compute into one buffer each, without concatenation copies, their narrow convolutions
+      then run without concatenation copies, from parts gathered once, their narrow convolutions
       two output depths at a time (:mod:`volgan.inference.buffered_dense`;
       ``Predictor.buffered_dense``), and its reconstruction layer sums one 1x1x1 convolution per
       level instead of concatenating them (:mod:`volgan.inference.concat_pointwise`;
@@ -201,7 +201,7 @@ class Predictor:
                    and fused_pointwise_available(FUSED_PRECISIONS[self.precision]))
         self.buffered_dense = self.split_concat = False
         if fusable and load_library() is not None:
-            # mDCSRN's dense blocks into one buffer each, narrow convolutions two depths at a time
+            # mDCSRN's dense blocks from parts, narrow convolutions two depths at a time
             self.network = buffer_dense_blocks(self.network, FUSED_PRECISIONS[self.precision])
             self.buffered_dense = any(isinstance(m, BufferedDenseBlock) for m in self.network.modules())
         if torch_cpu:
