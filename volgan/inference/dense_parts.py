@@ -40,11 +40,20 @@ class Part:
         return self.tensor.shape[1] // 2 if self.paired else self.tensor.shape[1]
 
     def dense(self) -> torch.Tensor:
-        """The part as a ``(B, k, D, H, W)`` tensor (a copy when paired)."""
+        """The part as a ``(B, k, D, H, W)`` tensor (channels-last; a copy when paired)."""
         if not self.paired:
             return self.tensor
         b, _, half, h, w = self.tensor.shape
-        return self.tensor.unflatten(1, (2, self.channels)).permute(0, 2, 3, 1, 4, 5).reshape(b, self.channels, 2 * half, h, w)
+        out = torch.empty((b, self.channels, 2 * half, h, w), dtype=self.tensor.dtype, memory_format=torch.channels_last_3d)
+        return self.write(out)
+
+    def write(self, out: torch.Tensor) -> torch.Tensor:
+        """Copy the part into ``out`` (``(B, k, D, H, W)``, any strides, e.g. a channel range of a
+        larger buffer), interleaving a paired part's depths in the same copy; returns ``out``."""
+        if not self.paired:
+            return out.copy_(self.tensor)
+        out.unflatten(2, (self.tensor.shape[2], 2)).copy_(self.tensor.unflatten(1, (2, self.channels)).permute(0, 2, 3, 1, 4, 5))
+        return out
 
 
 def _kernel_args(parts: list[Part]) -> tuple:

@@ -63,13 +63,7 @@ class PairedDepthConv3d(nn.Module):
     def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Write the convolution of ``x`` into ``out`` (``(B, out_channels, D, H, W)``, any strides,
         e.g. a channel range of a larger buffer); returns ``out``."""
-        depth = x.shape[2]
-        if self.paired is None or depth % 2:
-            return out.copy_(self.plain(x))
-        y = self.paired(x)  # (B, 2k, D / 2, H, W)
-        k = self.out_channels
-        out.unflatten(2, (depth // 2, 2)).copy_(y.unflatten(1, (2, k)).permute(0, 2, 3, 1, 4, 5))
-        return out
+        return self.part(x).write(out)
 
     def part(self, x: torch.Tensor) -> Part:
         """The convolution of ``x`` as a :class:`~volgan.inference.dense_parts.Part`: depth-paired as
