@@ -58,13 +58,12 @@ def main() -> None:
             try:
                 for _ in range(args.repeats):
                     for openmp in (True, False):
-                        library.volgan_set_parallel(int(openmp))
+                        library.volgan_set_threads(1)  # the Python-thread way: serial calls (run_jobs sets it otherwise)
                         kernels.kernels_use_openmp = lambda openmp=openmp: openmp
                         start = time.perf_counter()
                         outputs[openmp] = pred.predict_array(volume)
                         seconds[openmp].append(time.perf_counter() - start)
             finally:
-                library.volgan_set_parallel(1)
                 kernels.kernels_use_openmp = shipped
             omp, threads = statistics.median(seconds[True]), statistics.median(seconds[False])
             diff = float(np.abs(outputs[True] - outputs[False]).max())

@@ -183,16 +183,13 @@ def _run_elu_and_native(library_threads: bool, monkeypatch):
 
     library = native_kernels.load_library()
     monkeypatch.setattr(native_kernels, "kernels_use_openmp", lambda: library_threads)
-    library.volgan_set_parallel(int(library_threads))
-    try:
-        torch.manual_seed(0)
-        buffer = torch.randn(2, 48, 9, 10, 11).to(torch.bfloat16).contiguous(memory_format=torch.channels_last_3d)
-        norm = randomised(nn.BatchNorm3d(40)).eval()
-        elu = AffineELU(norm)(buffer[:, :40])
-        net = randomised(MdcsrnGenerator("small"))
-        native = native_network(net)(torch.randn(1, 1, 13, 17, 11, generator=torch.Generator().manual_seed(1)))
-    finally:
-        library.volgan_set_parallel(1)
+    library.volgan_set_threads(1)  # serial calls on the Python-thread path; run_jobs sets it otherwise
+    torch.manual_seed(0)
+    buffer = torch.randn(2, 48, 9, 10, 11).to(torch.bfloat16).contiguous(memory_format=torch.channels_last_3d)
+    norm = randomised(nn.BatchNorm3d(40)).eval()
+    elu = AffineELU(norm)(buffer[:, :40])
+    net = randomised(MdcsrnGenerator("small"))
+    native = native_network(net)(torch.randn(1, 1, 13, 17, 11, generator=torch.Generator().manual_seed(1)))
     return elu, native
 
 

@@ -153,11 +153,10 @@ def load_library() -> ctypes.CDLL | None:
         function = getattr(library, name)
         function.argtypes, function.restype = argtypes, None
     library.volgan_openmp.argtypes, library.volgan_openmp.restype = (), ctypes.c_int
-    library.volgan_set_parallel.argtypes, library.volgan_set_parallel.restype = (ctypes.c_int,), None
+    library.volgan_set_threads.argtypes, library.volgan_set_threads.restype = (ctypes.c_int,), None
     # a runtime mapped by the kernels alone would be a second thread pool next to PyTorch's: then
-    # each call runs serially, on the Python threads of run_jobs
+    # each call runs serially (1 thread: the default), on the Python threads of run_jobs
     library.openmp_jobs = bool(library.volgan_openmp()) and not mapped_own_runtime
-    library.volgan_set_parallel(int(library.openmp_jobs))
     if library.volgan_openmp() and mapped_own_runtime:
         logger.info("native kernels on Python threads: loading them mapped an OpenMP runtime of their own")
     return library
@@ -192,7 +191,11 @@ def run_jobs(function, args: tuple, jobs: int) -> None:
     OpenMP threads (:func:`kernels_use_openmp`), else split into one contiguous range per Python
     thread."""
     threads = max(1, min(torch.get_num_threads(), jobs))
-    if threads == 1 or kernels_use_openmp():
+    if kernels_use_openmp():
+        load_library().volgan_set_threads(threads)  # this thread's PyTorch setting
+        function(*args, 0, jobs)
+        return
+    if threads == 1:
         function(*args, 0, jobs)
         return
     bounds = [jobs * i // threads for i in range(threads + 1)]

@@ -53,10 +53,11 @@
         }                                                                                                          \
     }
 
-/* 1 when built with -fopenmp: then the job loops run on OpenMP threads while volgan_parallel is
- * set (volgan_set_parallel(0): serial, for callers that split the jobs between their own threads) */
+/* 1 when built with -fopenmp: then the job loops run on volgan_threads OpenMP threads (set per
+ * call by the caller, as the thread count of the calling thread's PyTorch is not the OpenMP
+ * default in every thread; 1: serial, for callers that split the jobs between their own threads) */
 #ifdef _OPENMP
-int volgan_parallel = 1;
+int volgan_threads = 1;
 #endif
 
 int volgan_openmp(void)
@@ -68,12 +69,12 @@ int volgan_openmp(void)
 #endif
 }
 
-void volgan_set_parallel(int parallel)
+void volgan_set_threads(int threads)
 {
 #ifdef _OPENMP
-    volgan_parallel = parallel;
+    volgan_threads = threads > 1 ? threads : 1;
 #else
-    (void)parallel;
+    (void)threads;
 #endif
 }
 
