@@ -31,18 +31,15 @@ def main() -> None:
     args = ap.parse_args()
 
     import volgan.inference.predictor as predictor
-    from benchmarks.inference import _network, benchmark_volume
-    from volgan.inference import Predictor
+    from benchmarks.inference import _network, benchmark_volume, bundle_predictor
 
     net, settings = _network(args.bundle)
     volume = benchmark_volume(args.crop)
-    kwargs = dict(roi_size=settings["roi_size"], max_window=settings["max_window"], device="cpu", fast=True,
-                  fp32_share=settings["fp32_share"])
-    split = Predictor(net, **kwargs)
+    split = bundle_predictor(net, settings, fast=True)
     shipped = predictor.split_concat_pointwise
     predictor.split_concat_pointwise = lambda network, dtype, keep=(): network
     try:
-        concatenated = Predictor(net, **kwargs)
+        concatenated = bundle_predictor(net, settings, fast=True)
     finally:
         predictor.split_concat_pointwise = shipped
     if not split.split_concat:

@@ -48,14 +48,12 @@ def main() -> None:
 
     import torch
 
-    from benchmarks.inference import _network
-    from volgan.inference import Predictor
+    from benchmarks.inference import _network, bundle_predictor
     from volgan.inference.fused_pointwise import PointwiseConv3d
     from volgan.inference.norm_elu import AffineELU
 
     net, settings = _network(args.bundle)
-    pred = Predictor(net, roi_size=settings["roi_size"], max_window=settings["max_window"], device="cpu", fast=True,
-                     fp32_share=settings["fp32_share"])
+    pred = bundle_predictor(net, settings, fast=True)
     totals: collections.Counter = collections.Counter()
     _timed(PointwiseConv3d, "forward", "convolutions", totals)
     _timed(AffineELU, "forward", "BatchNorm + ELU", totals)

@@ -84,6 +84,22 @@ def _network(bundle: str) -> tuple[torch.nn.Module, dict]:
     return net.eval(), settings
 
 
+def bundle_predictor(net: torch.nn.Module, settings: dict, **options):
+    """volgan's Predictor on the CPU with the bundle's settings (from :func:`_network`) and ``options``."""
+    from volgan.inference import Predictor
+
+    return Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
+                     overlap=settings["overlap"], max_window=settings["max_window"],
+                     fp32_share=settings.get("fp32_share", 0.0), device="cpu", **options)
+
+
+def precision_label(pred) -> str:
+    """The precision, backend and rewrites a predictor runs with, as the tables show them."""
+    flags = [(pred.winograd, "winograd"), (pred.subpixel, "subpixel"), (pred.fused, "fused"), (pred.norm_elu, "bn-elu"),
+             (pred.buffered_dense, "dense-buffer"), (pred.split_concat, "split-cat")]
+    return " ".join([pred.precision, pred.backend, *(name for on, name in flags if on)])
+
+
 def _in_input_units(run, volume: np.ndarray) -> np.ndarray:
     """``run`` on the percentile-normalised ``(1, 1, D, H, W)`` volume, mapped back to input units."""
     from volgan.data.normalise import PercentileScaler
@@ -119,8 +135,6 @@ def peak_rss_bytes() -> int:
 
 
 def worker(args) -> None:
-    from volgan.inference import Predictor
-
     volume = np.load(args.volume, mmap_mode=None)
     if args.bundle == "conv":
         net = torch.nn.Conv3d(1, 1, 3, padding=1).eval()
@@ -141,10 +155,7 @@ def worker(args) -> None:
     else:
         fast = args.mode not in ("fp32", "fp32-direct")
         backend = {"fast-torch": "torch", "compile": "torch", "fp32-direct": "onnxruntime"}.get(args.mode, "auto")
-        pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
-                         overlap=settings["overlap"], max_window=settings["max_window"], device="cpu",
-                         fast=fast, backend=backend, fp32_share=settings.get("fp32_share", 0.0),
-                         winograd=args.mode != "fp32-direct")
+        pred = bundle_predictor(net, settings, fast=fast, backend=backend, winograd=args.mode != "fp32-direct")
         if args.mode == "compile":  # compiled for the plan's window shape; compilation reported apart
             pred.network = torch.compile(pred.network)
             t = time.perf_counter()
@@ -158,7 +169,7 @@ def worker(args) -> None:
             return
         out = pred.predict_array(volume)
         extra["computed_voxels"] = pred.plan(volume.shape if fast else _padded(volume.shape, pred.roi_size)).computed_voxels
-        extra["precision"] = f"{pred.precision} {pred.backend}{' winograd' if pred.winograd else ''}{' subpixel' if pred.subpixel else ''}{' fused' if pred.fused else ''}{' bn-elu' if pred.norm_elu else ''}{' dense-buffer' if pred.buffered_dense else ''}{' split-cat' if pred.split_concat else ''}"
+        extra["precision"] = precision_label(pred)
     seconds = time.perf_counter() - start
     if args.warm and args.mode != "whole":  # the same volume again in this process: what each further file of a batch costs
         start = time.perf_counter()

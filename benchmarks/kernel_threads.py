@@ -34,8 +34,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import volgan.inference.native_kernels as kernels
-    from benchmarks.inference import _network, benchmark_volume
-    from volgan.inference import Predictor
+    from benchmarks.inference import _network, benchmark_volume, bundle_predictor, precision_label
 
     library = kernels.load_library()
     if library is None or not library.openmp_jobs:
@@ -48,9 +47,7 @@ def main() -> None:
     for bundle in args.bundles:
         net, settings = _network(str(ROOT / "bundles" / bundle))
         for fast in (True, False):
-            pred = Predictor(net, roi_size=settings["roi_size"], sw_batch_size=settings["sw_batch_size"],
-                             overlap=settings["overlap"], max_window=settings["max_window"], device="cpu", fast=fast,
-                             fp32_share=settings["fp32_share"])
+            pred = bundle_predictor(net, settings, fast=fast)
             if not (pred.norm_elu or pred.backend == "native"):
                 continue  # no C pass in this mode
             seconds, outputs = {True: [], False: []}, {}
@@ -67,8 +64,7 @@ def main() -> None:
                 kernels.kernels_use_openmp = shipped
             omp, threads = statistics.median(seconds[True]), statistics.median(seconds[False])
             diff = float(np.abs(outputs[True] - outputs[False]).max())
-            backend = f"{pred.precision} {pred.backend}{' bn-elu' if pred.norm_elu else ''}{' winograd' if pred.winograd else ''}"
-            print(f"| {bundle} | {'fast' if fast else 'fp32'} | {backend} | {omp:.2f} | {threads:.2f} | {threads / omp:.2f} | {diff:.1e} |",
+            print(f"| {bundle} | {'fast' if fast else 'fp32'} | {precision_label(pred)} | {omp:.2f} | {threads:.2f} | {threads / omp:.2f} | {diff:.1e} |",
                   flush=True)
 
 

@@ -69,11 +69,12 @@ def _kernel_args(parts: list[Part]) -> tuple:
     return pointers, channels, paired, n
 
 
-def _grid(parts: list[Part]) -> tuple[int, int, int, int]:
-    """(batch, depth, plane, jobs) of the parts' volume."""
+def _grid(parts: list[Part]) -> tuple[tuple[int, int, int, int], int]:
+    """((batch, depth, height, width), jobs) of the parts' volume (kernels/dense_parts.c: jobs are
+    chunks of a pair of planes)."""
     b, _, d, h, w = parts[0].tensor.shape
     depth = 2 * d if parts[0].paired else d
-    return b, depth, h * w, b * math.ceil(depth / 2) * math.ceil(h * w / CHUNK_VOXELS)  # pairs of planes
+    return (b, depth, h, w), b * math.ceil(depth / 2) * math.ceil(h * w / CHUNK_VOXELS)
 
 
 def affine_elu_parts(norm: AffineELU, parts: list[Part]) -> torch.Tensor:
@@ -85,11 +86,10 @@ def affine_elu_parts(norm: AffineELU, parts: list[Part]) -> torch.Tensor:
         return norm(torch.cat([p.dense() for p in parts], dim=1))
     if sum(p.channels for p in parts) != norm.channels:
         raise ValueError(f"{norm.channels} channels expected, the parts have {sum(p.channels for p in parts)}")
-    batch, depth, plane, jobs = _grid(parts)
-    h, w = parts[0].tensor.shape[-2:]
+    (batch, depth, h, w), jobs = _grid(parts)
     y = torch.empty((batch, norm.channels, depth, h, w), dtype=dtype, memory_format=torch.channels_last_3d)
     args = (*_kernel_args(parts), y.data_ptr(), norm.scale_chunk.data_ptr(), norm.shift_chunk.data_ptr(), norm.alpha,
-            norm.channels, depth, plane, CHUNK_VOXELS)
+            norm.channels, depth, h * w, CHUNK_VOXELS)
     run_jobs(getattr(library, KERNELS[dtype]), args, jobs)
     return y
 
@@ -99,12 +99,11 @@ def gather_parts(parts: list[Part]) -> torch.Tensor:
     library = load_library() if parts[0].tensor.device.type == "cpu" else None
     if library is None:
         return torch.cat([p.dense() for p in parts], dim=1).contiguous(memory_format=torch.channels_last_3d)
-    batch, depth, plane, jobs = _grid(parts)
-    h, w = parts[0].tensor.shape[-2:]
+    (batch, depth, h, w), jobs = _grid(parts)
     channels, dtype = sum(p.channels for p in parts), parts[0].tensor.dtype
     if any(p.tensor.dtype != dtype for p in parts):
         raise ValueError("parts must share a dtype")
     y = torch.empty((batch, channels, depth, h, w), dtype=dtype, memory_format=torch.channels_last_3d)
-    args = (*_kernel_args(parts), y.data_ptr(), y.element_size(), channels, depth, plane, CHUNK_VOXELS)
+    args = (*_kernel_args(parts), y.data_ptr(), y.element_size(), channels, depth, h * w, CHUNK_VOXELS)
     run_jobs(library.gather_parts, args, jobs)
     return y

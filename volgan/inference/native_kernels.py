@@ -5,7 +5,8 @@ convolution (``kernels/winograd_depth.c``, :mod:`volgan.inference.native_winogra
 BatchNorm with the ELU after it (``kernels/affine_elu.c``, :mod:`volgan.inference.norm_elu`), and
 the reads and the gathering of a dense block's parts (``kernels/dense_parts.c``,
 :mod:`volgan.inference.dense_parts`).
-They are plain C11 with no dependencies (``kernels/elementwise.h`` holds what the sources share),
+They are plain C11 with no dependencies (``kernels/elementwise.h`` holds what the sources share,
+``kernels/parallel.c`` the job loops' thread count),
 compiled with ``-O3 -march=native`` (about a second) into one shared library cached under
 ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``, see :func:`cache_dir`). The cache
 key covers the sources, the flags, the compiler and the CPU's feature flags, so a cache shared
@@ -47,7 +48,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).with_name("kernels")
-SOURCES = (KERNELS / "winograd_depth.c", KERNELS / "affine_elu.c", KERNELS / "dense_parts.c")
+SOURCES = (KERNELS / "winograd_depth.c", KERNELS / "affine_elu.c", KERNELS / "dense_parts.c", KERNELS / "parallel.c")
 HEADERS = (KERNELS / "elementwise.h",)
 # no -ffast-math: exp_nonpositive rounds with a float addition that re-association would remove;
 # -ffp-contract=fast: fused multiply-adds, which -std=c11 alone turns off (the BatchNorm + ELU pass

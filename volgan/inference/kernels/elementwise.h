@@ -18,7 +18,7 @@
  * runtime PyTorch already runs its convolutions on, see volgan/inference/native_kernels.py),
  * else the caller splits [begin, end) between its own threads */
 #ifdef _OPENMP
-extern int volgan_threads; /* threads of the job loops; 1: the caller's thread only (see affine_elu.c) */
+extern int volgan_threads; /* threads of the job loops; 1: the caller's thread only (see parallel.c) */
 #define PARALLEL_JOBS _Pragma("omp parallel for schedule(static) num_threads(volgan_threads) if(volgan_threads > 1)")
 #else
 #define PARALLEL_JOBS
