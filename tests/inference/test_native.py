@@ -229,3 +229,29 @@ def test_a_compiler_without_openmp_builds_kernels_for_python_threads(fresh_libra
     norm = randomised(nn.BatchNorm3d(24)).eval()
     expected = nn.functional.elu(norm(x))
     torch.testing.assert_close(AffineELU(norm)(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kernels_whose_openmp_runtime_does_not_load_are_rebuilt_without_it(fresh_library, monkeypatch, tmp_path):
+    """An OpenMP build that links a runtime the dynamic loader cannot find (here: one deleted after
+    linking) fails to load; the kernels are built again without OpenMP and computed with."""
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    gone = tmp_path / "runtime"
+    gone.mkdir()
+    wrapper = tmp_path / "cc"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = -fopenmp ] && openmp=1; done\n'
+        f'[ -z "$openmp" ] && exec {compiler} "$@"\n'
+        f'echo "int volgan_gone_runtime(void) {{ return 0; }}" | {compiler} -x c -shared -fPIC -o {gone}/libgoneomp.so - || exit 1\n'
+        f'{compiler} "$@" -L{gone} -Wl,--no-as-needed -lgoneomp || exit 1\n'
+        f"rm {gone}/libgoneomp.so\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    library = native_kernels.load_library()
+    assert library is not None and not library.volgan_openmp() and not native_kernels.kernels_use_openmp()
+    assert sorted(f.name.endswith("-serial.so") for f in fresh_library.iterdir()) == [False, True]
+    from volgan.inference.norm_elu import AffineELU
+
+    x = torch.randn(1, 24, 6, 7, 9).contiguous(memory_format=torch.channels_last_3d)
+    norm = randomised(nn.BatchNorm3d(24)).eval()
+    torch.testing.assert_close(AffineELU(norm)(x), nn.functional.elu(norm(x)), rtol=1e-5, atol=1e-5)

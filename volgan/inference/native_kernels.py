@@ -13,6 +13,8 @@ key covers the sources, the flags, the compiler and the CPU's feature flags, so 
 between machines of different CPUs never runs code built for another one. Compilation goes to a
 temporary file that is renamed into place, so concurrent processes (``torchrun``) are safe.
 
+A library built with OpenMP whose runtime does not load here (linked against one the dynamic
+loader cannot find) is rebuilt without OpenMP, beside it in the cache.
 Without a working C compiler (``$CC``, default ``cc``), or with ``VOLGAN_NATIVE_KERNELS=0``,
 :func:`load_library` returns ``None`` and callers fall back to other backends.
 
@@ -107,13 +109,13 @@ def _compiler_version(compiler: str) -> str:
     return result.stdout
 
 
-def _build(compiler: str, target: Path) -> None:
-    """Compile into ``target``: with OpenMP when the compiler (and its runtime) allow, else without."""
+def _build(compiler: str, target: Path, openmp: bool) -> None:
+    """Compile into ``target``: with OpenMP when asked for and the compiler takes it, else without."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", prefix=".build-", dir=target.parent)
     os.close(fd)
     try:
-        for flags in ((*FLAGS, OPENMP_FLAG), FLAGS):
+        for flags in ((*FLAGS, OPENMP_FLAG), FLAGS) if openmp else (FLAGS,):
             result = subprocess.run([compiler, *flags, "-o", tmp, *map(str, SOURCES)], capture_output=True,
                                     encoding="utf-8", errors="replace", timeout=300)
             if result.returncode == 0:
@@ -141,13 +143,11 @@ def load_library() -> ctypes.CDLL | None:
              _cpu_features(),
              platform.machine()]
         ).encode()).hexdigest()[:20]
-        target = cache_dir() / f"volgan_kernels-{key}.so"
-        if not target.exists():
-            logger.info("compiling native kernels into %s", target)
-            _build(compiler, target)
-        before = openmp_runtimes()
-        library = ctypes.CDLL(str(target))
-        mapped_own_runtime = before is None or openmp_runtimes() != before
+        try:
+            library, mapped_own_runtime = _load(compiler, cache_dir() / f"volgan_kernels-{key}.so", openmp=True)
+        except OSError as err:  # built, but the OpenMP runtime it links to does not load here
+            logger.info("native kernels built with OpenMP do not load (%s): building them without", err)
+            library, mapped_own_runtime = _load(compiler, cache_dir() / f"volgan_kernels-{key}-serial.so", openmp=False)
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         logger.warning("native kernels unavailable: %s", err)
         return None
@@ -162,6 +162,17 @@ def load_library() -> ctypes.CDLL | None:
     if library.volgan_openmp() and mapped_own_runtime:
         logger.info("native kernels on Python threads: loading them mapped an OpenMP runtime of their own")
     return library
+
+
+def _load(compiler: str, target: Path, openmp: bool) -> tuple[ctypes.CDLL, bool]:
+    """``target`` (built first if missing) loaded, and whether loading it mapped an OpenMP runtime
+    that was not mapped before."""
+    if not target.exists():
+        logger.info("compiling native kernels into %s", target)
+        _build(compiler, target, openmp)
+    before = openmp_runtimes()
+    library = ctypes.CDLL(str(target))
+    return library, before is None or openmp_runtimes() != before
 
 
 def openmp_runtimes() -> set[str] | None:
