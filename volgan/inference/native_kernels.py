@@ -145,8 +145,8 @@ def load_library() -> ctypes.CDLL | None:
         ).encode()).hexdigest()[:20]
         try:
             library, mapped_own_runtime = _load(compiler, cache_dir() / f"volgan_kernels-{key}.so", openmp=True)
-        except OSError as err:  # built, but the OpenMP runtime it links to does not load here
-            logger.info("native kernels built with OpenMP do not load (%s): building them without", err)
+        except OSError as err:  # e.g. built, but the OpenMP runtime it links to does not load here
+            logger.info("native kernels did not load (%s): building them without OpenMP", err)
             library, mapped_own_runtime = _load(compiler, cache_dir() / f"volgan_kernels-{key}-serial.so", openmp=False)
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         logger.warning("native kernels unavailable: %s", err)
