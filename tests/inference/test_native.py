@@ -214,6 +214,15 @@ def test_loading_the_kernels_maps_no_second_openmp_runtime():
     assert same == "True" and openmp_jobs == built_with_openmp
 
 
+def _assert_kernels_compute_batchnorm_elu():
+    """The loaded kernels' BatchNorm + ELU pass (AffineELU) against PyTorch's."""
+    from volgan.inference.norm_elu import AffineELU
+
+    x = torch.randn(1, 24, 6, 7, 9).contiguous(memory_format=torch.channels_last_3d)
+    norm = randomised(nn.BatchNorm3d(24)).eval()
+    torch.testing.assert_close(AffineELU(norm)(x), nn.functional.elu(norm(x)), rtol=1e-5, atol=1e-5)
+
+
 def test_a_compiler_without_openmp_builds_kernels_for_python_threads(fresh_library, monkeypatch, tmp_path):
     compiler = shutil.which(os.environ.get("CC", "cc"))
     no_openmp = tmp_path / "cc"
@@ -223,12 +232,7 @@ def test_a_compiler_without_openmp_builds_kernels_for_python_threads(fresh_libra
     monkeypatch.setenv("CC", str(no_openmp))
     library = native_kernels.load_library()
     assert library is not None and not library.volgan_openmp() and not native_kernels.kernels_use_openmp()
-    from volgan.inference.norm_elu import AffineELU
-
-    x = torch.randn(1, 24, 6, 7, 9).contiguous(memory_format=torch.channels_last_3d)
-    norm = randomised(nn.BatchNorm3d(24)).eval()
-    expected = nn.functional.elu(norm(x))
-    torch.testing.assert_close(AffineELU(norm)(x), expected, rtol=1e-5, atol=1e-5)
+    _assert_kernels_compute_batchnorm_elu()
 
 
 def test_kernels_whose_openmp_runtime_does_not_load_are_rebuilt_without_it(fresh_library, monkeypatch, tmp_path):
@@ -250,8 +254,4 @@ def test_kernels_whose_openmp_runtime_does_not_load_are_rebuilt_without_it(fresh
     library = native_kernels.load_library()
     assert library is not None and not library.volgan_openmp() and not native_kernels.kernels_use_openmp()
     assert sorted(f.name.endswith("-serial.so") for f in fresh_library.iterdir()) == [False, True]
-    from volgan.inference.norm_elu import AffineELU
-
-    x = torch.randn(1, 24, 6, 7, 9).contiguous(memory_format=torch.channels_last_3d)
-    norm = randomised(nn.BatchNorm3d(24)).eval()
-    torch.testing.assert_close(AffineELU(norm)(x), nn.functional.elu(norm(x)), rtol=1e-5, atol=1e-5)
+    _assert_kernels_compute_batchnorm_elu()

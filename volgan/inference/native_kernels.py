@@ -143,9 +143,13 @@ def load_library() -> ctypes.CDLL | None:
              _cpu_features(),
              platform.machine()]
         ).encode()).hexdigest()[:20]
+        target = cache_dir() / f"volgan_kernels-{key}.so"
         try:
-            library, mapped_own_runtime = _load(compiler, cache_dir() / f"volgan_kernels-{key}.so", openmp=True)
-        except OSError as err:  # e.g. built, but the OpenMP runtime it links to does not load here
+            library, mapped_own_runtime = _load(compiler, target, openmp=True)
+        except OSError as err:
+            if not target.exists():  # not built (e.g. an unwritable cache): a second build would fail alike
+                raise
+            # built, but it does not load here (e.g. the OpenMP runtime it links to is missing)
             logger.info("native kernels did not load (%s): building them without OpenMP", err)
             library, mapped_own_runtime = _load(compiler, cache_dir() / f"volgan_kernels-{key}-serial.so", openmp=False)
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
