@@ -174,3 +174,35 @@ def test_bf16_fast_mode_runs_on_any_cpu_fused_only_where_onednn_has_bf16(caplog)
     out = pred.predict_array(arr)
     data_range = float(ref.max() - ref.min())
     assert 10 * np.log10(data_range**2 / np.mean((out - ref) ** 2)) > 35.0
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_one_channel_input_gives_a_channels_last_output(batch):
+    """A one-channel tensor is contiguous in both layouts; the fused convolution must still return
+    channels-last (the next layer would otherwise copy it into that layout)."""
+    conv = nn.Conv3d(1, 6, 4, stride=2, padding=1).eval()
+    layer = PointwiseConv3d(conv, torch.float32, "leaky_relu", 0.2)
+    x = torch.randn(batch, 1, 9, 12, 10)  # plain strides
+    with torch.inference_mode():
+        y = layer(x)
+        ref = torch.nn.functional.leaky_relu(conv(x), 0.2)
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_accumulate_adds_the_convolution_into_a_tensor_in_place():
+    torch.manual_seed(0)
+    conv = nn.Conv3d(4, 3, 2, padding=1).eval()
+    layer = PointwiseConv3d(conv, torch.float32)
+    x = torch.randn(2, 4, 5, 6, 7).contiguous(memory_format=torch.channels_last_3d)
+    into = torch.randn(2, 3, 6, 7, 8).contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        ref = into + conv(x)
+        address = into.data_ptr()
+        out = layer.accumulate(x, into)
+    assert out.data_ptr() == into.data_ptr() == address
+    torch.testing.assert_close(into, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    with pytest.raises(ValueError, match="channels-last"):
+        layer.accumulate(x, into.contiguous())
+    with pytest.raises(ValueError, match="no activation"):
+        PointwiseConv3d(conv, torch.float32, "relu").accumulate(x, into)

@@ -10,7 +10,9 @@ from torch import nn
 from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
 from volgan.inference import native_kernels
+from volgan.inference.fused_pointwise import fused_pointwise_available
 from volgan.inference.native import native_network
+from volgan.inference.native_unet import NativePetUNet
 from volgan.networks import ConcatenatedGenerator, PetUNetGenerator
 
 
@@ -30,6 +32,25 @@ def test_native_unet_computes_the_network(make, shape):
         ref = net(x)
     y = native(x)
     assert y.shape == ref.shape and (ref > 0).any() and (ref == 0).any()
+    assert (y - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1, 64, 64, 64), (2, 1, 20, 33, 17)])
+def test_native_unet_with_and_without_fused_convolutions(fused, shape):
+    """Fused: every convolution is one oneDNN call with its activation, also for a single small
+    window (which PyTorch's own dispatch sends to its reference convolutions); unfused: what runs
+    where PyTorch has no oneDNN fused convolutions. Both compute the network."""
+    if fused and not fused_pointwise_available():
+        pytest.skip("no oneDNN fused convolutions in this build")
+    net = randomised(PetUNetGenerator(channels=(16, 32, 64, 128), residual=True))
+    native = NativePetUNet(net, fused=fused)
+    assert native.fused is fused
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        ref = net(x)
+    y = native(x)
+    assert (ref > 0).any() and (ref == 0).any()
     assert (y - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
 
 

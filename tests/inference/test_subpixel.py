@@ -80,3 +80,23 @@ def test_pet_unet_in_subpixel_form_computes_the_same_function():
     with torch.no_grad():
         ref = net(x)
         torch.testing.assert_close(converted(x), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_stride1_convolution_and_scatter_give_the_layer():
+    """``stride1_conv3d`` is the layer's stride-1 convolution as a module (e.g. for a fused oneDNN
+    call); ``scatter`` places its result, and refuses a result or an output of the wrong shape."""
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose3d(5, 3, 4, stride=2, padding=1).eval()
+    layer = SubPixelConvTranspose3d(conv)
+    x = torch.randn(1, 5, 4, 6, 3)
+    with torch.no_grad():
+        ref = conv(x)
+        z = layer.stride1_conv3d()(x)
+    torch.testing.assert_close(z, layer.convolve(x), rtol=0, atol=1e-6 * float(z.abs().max()))
+    out = torch.empty_like(ref)
+    layer.scatter(z, out, relu=True)
+    torch.testing.assert_close(out, ref.clamp_min(0), rtol=0, atol=1e-5 * float(ref.abs().max()))
+    with pytest.raises(ValueError, match="does not match"):
+        layer.scatter(z[:, :-1], out)
+    with pytest.raises(ValueError, match="does not match"):
+        layer.scatter(z, out[:, :, 1:])

@@ -71,17 +71,44 @@ class PointwiseConv3d(nn.Module):
         self.register_buffer("bias", bias.to(dtype) if add else bias.float())
 
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
-        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last_3d)
+        x = channels_last_3d(x.to(self.dtype))
         args = (self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups)
         if not self.add:
             return torch.ops.mkldnn._convolution_pointwise(x, *args, self.unary, self.scalars, None)
-        other = other.to(self.dtype).contiguous(memory_format=torch.channels_last_3d)
+        other = channels_last_3d(other.to(self.dtype))
         unary = None if self.unary == "none" else self.unary
         return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", 1.0, unary, [], None)
+
+    def accumulate(self, x: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
+        """``into += self(x)`` in place (oneDNN's sum post-op: no temporary of the output's size);
+        ``into``: channels-last, in this layer's precision. Only for a layer without an activation."""
+        if self.unary != "none":
+            raise ValueError(f"accumulate applies no activation; this layer has {self.unary!r}")
+        if not (into.dtype == self.dtype and into.is_contiguous(memory_format=torch.channels_last_3d)):
+            raise ValueError(f"accumulate needs a channels-last {self.dtype} tensor to add into")
+        x = channels_last_3d(x.to(self.dtype))
+        args = (self.weight, self.bias.to(self.dtype), self.padding, self.stride, self.dilation, self.groups)
+        inplace = getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)
+        if inplace is None:  # older PyTorch: a temporary
+            return into.add_(torch.ops.mkldnn._convolution_pointwise(x, *args, "none", [], None))
+        return inplace.binary(into, x, *args, "add", 1.0, None, [], None)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, dtype={self.dtype}, unary={self.unary}"
                 + (", add" if self.add else ""))
+
+
+def channels_last_3d(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the channels-last 3D memory format, with strides that say so when it has one channel.
+
+    A one-channel tensor is contiguous in both formats, and PyTorch takes plain strides for the
+    default one; oneDNN then returned a fused convolution's output in the default format, which
+    the next layer had to copy into channels-last. The strides of a size-1 axis address nothing,
+    so the view changes no data."""
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    if x.dim() == 5 and x.shape[1] == 1 and x.stride(1) != 1:
+        x = x.as_strided(x.shape, (x.stride(0), 1, *x.stride()[2:]))
+    return x
 
 
 def _fusable(module: nn.Module) -> bool:

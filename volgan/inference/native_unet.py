@@ -3,18 +3,22 @@
 The same function as :class:`~volgan.networks.PetUNetGenerator` (up to fp32 rounding), in
 PyTorch alone (no compiled kernels):
 
-* every layer runs channels-last, its BatchNorm folded into the convolution's weights and its
-  activation in place;
+* every layer runs channels-last, its BatchNorm folded into the convolution's weights. Where
+  PyTorch has oneDNN's fused convolutions (:func:`~volgan.inference.fused_pointwise.fused_pointwise_available`)
+  each convolution is one call to them, its activation applied as a post-op. That call also
+  bypasses PyTorch's dispatch, which runs convolutions of small one-window inputs (batch 1 and
+  ``N * C * D * H <= 20480``: the decoder and head of a 64^3 window) in its reference
+  implementation instead of oneDNN: a 64^3 window alone took 52 ms per window there against 22 ms
+  in pairs (README, "Inference speed and memory"). Otherwise ``F.conv3d`` and in-place activations;
 * below the top level, the buffer each decoder level concatenates into is allocated once: the
   encoder's skip output is copied into its second half, and the decoder's transposed convolution
-  (sub-pixel form, :class:`~volgan.inference.subpixel.SubPixelConvTranspose3d`) writes its
-  interleaved, ReLU'd output straight into the first half (no ``torch.cat``, no separate
-  interleaved tensor);
+  (sub-pixel form, :class:`~volgan.inference.subpixel.SubPixelConvTranspose3d`) scatters its
+  ReLU'd output straight into the first half (no ``torch.cat``, no separate interleaved tensor);
 * at the top level the concatenation would be the largest tensor of the pass (twice the first
   level's width at half resolution) and the head's output is narrow, so the head is two
-  convolutions instead, one over each half, summed: ``conv(cat(a, b), w) = conv(a, w_a) + conv(b, w_b)``.
-  On a 192x224x192 volume (small preset) that took 53 ms against 75 ms for concatenating and
-  one convolution, and 132 MB less memory;
+  convolutions instead, one over each half, the second adding into the first's output:
+  ``conv(cat(a, b), w) = conv(a, w_a) + conv(b, w_b)``. On a 192x224x192 volume (small preset)
+  that took 53 ms against 75 ms for concatenating and one convolution, and 132 MB less memory;
 * the head's residual addition and ReLU run in place.
 
 Set-up folds and rearranges weights only (no tracing or deep copies), which matters for the
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from volgan.inference.fused_pointwise import PointwiseConv3d, channels_last_3d, fused_pointwise_available
 from volgan.inference.optimise import is_eval_batchnorm
 from volgan.inference.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible
 from volgan.networks.pet_cgan import ConcatenatedGenerator, PetUNetGenerator, crop_padding, pad_to_multiple
@@ -55,52 +60,93 @@ def supported(network: PetUNetGenerator) -> bool:
             and is_subpixel_convertible(network.head))
 
 
+class PlainConv3d:
+    """:class:`~volgan.inference.fused_pointwise.PointwiseConv3d`'s interface in float32 without
+    oneDNN's fused convolutions: ``F.conv3d``, then the activation or the addition in place."""
+
+    def __init__(self, conv: nn.Conv3d, unary: str = "none", slope: float = 0.0):
+        self.weight = conv.weight.detach().float().contiguous(memory_format=CHANNELS_LAST)
+        self.bias = None if conv.bias is None else conv.bias.detach().float()
+        self.geometry = (conv.stride, conv.padding)
+        self.unary, self.slope = unary, slope
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv3d(x, self.weight, self.bias, *self.geometry)
+        if self.unary == "leaky_relu":
+            return F.leaky_relu_(y, self.slope)
+        return y.relu_() if self.unary == "relu" else y
+
+    def accumulate(self, x: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
+        return into.add_(F.conv3d(x, self.weight, self.bias, *self.geometry))
+
+
 class NativePetUNet:
     """Callable ``(B, C, D, H, W)`` float32 CPU tensor -> output of the U-Net on it.
 
     Build it with :func:`native_pet_unet`, which checks that the network allows it.
+
+    Args:
+        network: an eval-mode :class:`~volgan.networks.PetUNetGenerator` (see :func:`supported`).
+        fused: convolutions through oneDNN's fused convolutions; ``False``: ``F.conv3d`` and
+            separate in-place activations (:class:`PlainConv3d`); ``None``: fused where this
+            PyTorch has them.
     """
 
     winograd = False
 
-    def __init__(self, network: PetUNetGenerator):
+    def __init__(self, network: PetUNetGenerator, *, fused: bool | None = None):
         self.multiple, self.residual = network.multiple, network.residual
-        self.encoder = []
-        for down in network.encoder:
-            conv = fuse_conv_bn_eval(down[0], down[1]) if len(down) == 3 else down[0]
-            self.encoder.append((conv.weight.detach().float().to(memory_format=CHANNELS_LAST),
-                                 None if conv.bias is None else conv.bias.detach().float(),
-                                 (conv.stride, conv.padding, conv.dilation), float(down[-1].negative_slope)))
-        self.decoder = [SubPixelConvTranspose3d(fuse_conv_bn_eval(up[0], up[1], transpose=True)).float()
-                        .to(memory_format=CHANNELS_LAST) for up in network.decoder]
-        self.head = SubPixelConvTranspose3d(network.head).float()
-        width = network.channels[0]  # the head's input: (decoder output, first encoder output)
-        self.head_weights = [w.to(memory_format=CHANNELS_LAST) for w in self.head.weight.split(width, dim=1)]
+        self.fused = fused_pointwise_available(torch.float32) if fused is None else bool(fused)
+
+        def convolution(conv: nn.Conv3d, unary: str = "none", slope: float = 0.0) -> PointwiseConv3d | PlainConv3d:
+            conv = conv.float()
+            return PointwiseConv3d(conv, torch.float32, unary, slope) if self.fused else PlainConv3d(conv, unary, slope)
+
+        self.encoder = [convolution(fuse_conv_bn_eval(down[0], down[1]) if len(down) == 3 else down[0], "leaky_relu",
+                                    float(down[-1].negative_slope)) for down in network.encoder]
+        # each decoder level: its sub-pixel form (which places the result) and that form's
+        # stride-1 convolution with the ReLU
+        self.decoder = []
+        for up in network.decoder:
+            layer = SubPixelConvTranspose3d(fuse_conv_bn_eval(up[0], up[1], transpose=True))
+            self.decoder.append((layer, convolution(layer.stride1_conv3d(), "relu")))
+        self.head = SubPixelConvTranspose3d(network.head)
+        # the head's input is (decoder output, first encoder output): one convolution per half
+        width = network.channels[0]
+        halves = self.head.stride1_conv3d()
+        self.head_convs = []
+        for part, bias in ((slice(width, None), True), (slice(0, width), False)):
+            conv = nn.Conv3d(halves.in_channels - width, halves.out_channels, halves.kernel_size,
+                             padding=halves.padding, bias=bias)
+            with torch.no_grad():
+                conv.weight.copy_(halves.weight[:, part])
+                if bias:
+                    conv.bias.copy_(halves.bias)
+            self.head_convs.append(convolution(conv))
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         padded, pads = pad_to_multiple(x.float(), self.multiple)
-        # one channel: the plain layout is already channels-last, and the first convolution's
-        # channels-last weight makes oneDNN run (and return) channels-last
-        y = padded if padded.shape[1] == 1 else padded.to(memory_format=CHANNELS_LAST)
+        y = channels_last_3d(padded)  # a view when there is one channel
         buffers = []  # levels 1 .. bottom - 1: (decoder output, encoder output) channels
-        for level, (weight, bias, geometry, slope) in enumerate(self.encoder):
-            y = F.leaky_relu_(F.conv3d(y, weight, bias, *geometry), slope)
+        for level, convolution in enumerate(self.encoder):
+            y = convolution(y)
             if level == 0:
                 top = y
             elif level < len(self.encoder) - 1:
                 buffers.append(torch.empty((y.shape[0], 2 * y.shape[1], *y.shape[2:]), memory_format=CHANNELS_LAST))
                 buffers[-1][:, y.shape[1] :] = y
-        for up, buffer in zip(self.decoder, reversed(buffers)):
-            up.write(y, buffer[:, : buffer.shape[1] // 2], relu=True)
+        for (layer, convolution), buffer in zip(self.decoder, reversed(buffers)):
+            layer.scatter(convolution(y), buffer[:, : buffer.shape[1] // 2])
             y = buffer
         decoded = torch.empty(top.shape, memory_format=CHANNELS_LAST)
-        self.decoder[-1].write(y, decoded, relu=True)
+        layer, convolution = self.decoder[-1]
+        layer.scatter(convolution(y), decoded)
         del y
-        padding = tuple(t - 1 for t in self.head.taps)
-        z = F.conv3d(top, self.head_weights[1], self.head.bias, padding=padding)
+        top_part, decoded_part = self.head_convs
+        z = top_part(top)
         del top
-        z += F.conv3d(decoded, self.head_weights[0], None, padding=padding)
+        decoded_part.accumulate(decoded, z)
         del decoded
         y = self.head.interleave(z)
         if self.residual:

@@ -61,6 +61,17 @@ class SubPixelConvTranspose3d(nn.Module):
         """The stride-1 convolution: every residue class of the output as a channel block."""
         return F.conv3d(x, self.weight, self.bias, padding=tuple(t - 1 for t in self.taps))
 
+    def stride1_conv3d(self) -> nn.Conv3d:
+        """:meth:`convolve` as a :class:`torch.nn.Conv3d` (a copy of the weights), e.g. for a
+        fused oneDNN convolution whose result :meth:`scatter` or :meth:`interleave` then places."""
+        conv = nn.Conv3d(self.weight.shape[1], self.weight.shape[0], self.taps, padding=tuple(t - 1 for t in self.taps),
+                         bias=self.bias is not None)
+        with torch.no_grad():
+            conv.weight.copy_(self.weight)
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv.to(self.weight.device).eval()
+
     def interleave(self, z: torch.Tensor) -> torch.Tensor:
         """The output from the stride-1 convolution's result ``z`` (:meth:`convolve`): one
         interleaving copy, in ``z``'s memory format, cropped by the padding (a view)."""
@@ -83,13 +94,18 @@ class SubPixelConvTranspose3d(nn.Module):
 
     def write(self, x: torch.Tensor, out: torch.Tensor, *, relu: bool = False) -> None:
         """Write ``self(x)`` (through a ReLU if ``relu``) into ``out``, a tensor or view of the output's
-        shape (e.g. a channel range of a concatenation buffer), without the interleaved copy: each
-        residue class of output positions is one strided copy from the stride-1 convolution."""
-        expected = (x.shape[0], self.out_channels, *self.output_shape(tuple(x.shape[2:])))
-        if tuple(out.shape) != expected:
-            raise ValueError(f"output {tuple(out.shape)} does not match {expected}")
-        z = self.convolve(x)
+        shape (e.g. a channel range of a concatenation buffer), without the interleaved copy."""
+        self.scatter(self.convolve(x), out, relu=relu)
+
+    def scatter(self, z: torch.Tensor, out: torch.Tensor, *, relu: bool = False) -> None:
+        """Place the stride-1 convolution's result ``z`` (:meth:`convolve`), through a ReLU if
+        ``relu``, into ``out`` (as :meth:`write`): each residue class of output positions is one
+        strided copy from ``z``."""
         c, (sd, sh, sw) = self.out_channels, self.stride
+        spatial = tuple(q - t + 1 for q, t in zip(z.shape[2:], self.taps))
+        expected = (z.shape[0], c, *self.output_shape(spatial))
+        if tuple(out.shape) != expected or z.shape[1] != sd * sh * sw * c:
+            raise ValueError(f"output {tuple(out.shape)} does not match {expected}")
         for residue in itertools.product(range(sd), range(sh), range(sw)):
             # output positions j, j + s, j + 2 s, ... of each axis: padded position u = j + p is
             # stride-1 position u // s, residue class u % s (the weight's output-channel block)
