@@ -204,15 +204,16 @@ def convolutions_alone(pred, shape) -> dict:
         return recording
 
     F.conv3d, F.conv2d = recorder(conv3d), recorder(conv2d)
-    # a fused convolution is timed with its post-ops (which cost it nothing measurable); patched
-    # on the class, which also records those created during the pass
-    fused = PointwiseConv3d.forward
-    PointwiseConv3d.forward = recorder(fused)
+    # a fused convolution is timed with its post-ops (which cost it nothing measurable), one that
+    # adds into a tensor in place (the native PET U-Net's head) with that addition; patched on the
+    # class, which also records those created during the pass
+    fused, accumulate = PointwiseConv3d.forward, PointwiseConv3d.accumulate
+    PointwiseConv3d.forward, PointwiseConv3d.accumulate = recorder(fused), recorder(accumulate)
     try:
         with torch.inference_mode():
             pred._forward(torch.rand(pred.batch_size(plan), 1, *plan.window))
     finally:
-        F.conv3d, F.conv2d, PointwiseConv3d.forward = conv3d, conv2d, fused
+        F.conv3d, F.conv2d, PointwiseConv3d.forward, PointwiseConv3d.accumulate = conv3d, conv2d, fused, accumulate
     total = 0.0
     with torch.inference_mode():
         for run, args, kwargs, autocast, dtype in calls:

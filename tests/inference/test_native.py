@@ -17,7 +17,10 @@ from torch import nn
 from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
 from volgan.inference import native_kernels
+from volgan.inference.fused_pointwise import fused_pointwise_available
 from volgan.inference.native import native_network
+from volgan.inference.native_dense import NativeMdcsrn
+from volgan.inference.native_red_wgan import NativeRedWgan
 from volgan.inference.optimise import cpu_has_fast_bf16
 from volgan.networks import MdcsrnGenerator, RedWganGenerator
 
@@ -70,6 +73,22 @@ def test_native_red_wgan_computes_the_network(make, shape):
     assert (y - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("form", [NativeMdcsrn, NativeRedWgan])
+def test_first_layer_with_and_without_fused_convolutions(form, fused):
+    """The one-channel first layer through oneDNN's fused convolution (which PyTorch's own dispatch
+    sends to its reference convolution for a 64^3 window) or through ``F.conv3d``: both compute the
+    network, on a one-window batch of the default mode's size."""
+    if fused and not fused_pointwise_available():
+        pytest.skip("no oneDNN fused convolutions in this build")
+    net = randomised(MdcsrnGenerator("small") if form is NativeMdcsrn else RedWganGenerator("small"))
+    native = form(net, native_kernels.load_library(), fused=fused)
+    x = torch.randn(1, 1, 64, 64, 64)
+    with torch.no_grad():
+        ref = net(x)
+    assert (native(x) - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
+
+
 def test_network_is_unchanged_and_the_paper_preset_runs():
     net = randomised(MdcsrnGenerator("paper"))
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -94,6 +113,9 @@ def test_other_networks_and_layers_are_refused():
     dilated = MdcsrnGenerator("small").eval()
     dilated.blocks[0].units[0].conv = nn.Conv3d(16, 8, 3, padding=2, dilation=2)
     assert native_network(dilated) is None
+    reflected = MdcsrnGenerator("small").eval()
+    reflected.first = nn.Conv3d(1, 16, 3, padding=1, padding_mode="reflect")
+    assert native_network(reflected) is None
 
 
 def test_kernel_elu_matches_torch_over_the_whole_range():

@@ -23,6 +23,7 @@ import collections
 import operator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm, rewritten, traced_copy
@@ -96,6 +97,44 @@ class PointwiseConv3d(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, dtype={self.dtype}, unary={self.unary}"
                 + (", add" if self.add else ""))
+
+
+class PlainConv3d:
+    """:class:`PointwiseConv3d`'s interface (float32, no addition operand) without oneDNN's fused
+    convolutions: ``F.conv3d``, then the activation or the addition in place."""
+
+    def __init__(self, conv: nn.Conv3d, unary: str = "none", slope: float = 0.0):
+        self.weight = conv.weight.detach().float().contiguous(memory_format=torch.channels_last_3d)
+        self.bias = None if conv.bias is None else conv.bias.detach().float()
+        self.geometry = (conv.stride, conv.padding)
+        self.unary, self.slope = unary, slope
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv3d(x, self.weight, self.bias, *self.geometry)
+        if self.unary == "leaky_relu":
+            return F.leaky_relu_(y, self.slope)
+        return y.relu_() if self.unary == "relu" else y
+
+    def accumulate(self, x: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
+        return into.add_(F.conv3d(x, self.weight, self.bias, *self.geometry))
+
+
+def fp32_convolution(conv: nn.Conv3d, unary: str = "none", slope: float = 0.0, *,
+                     fused: bool | None = None) -> PointwiseConv3d | PlainConv3d:
+    """``conv`` and the activation after it in float32 on the CPU, for volgan's native forms: one
+    oneDNN fused call (:class:`PointwiseConv3d`) where this PyTorch has them (``fused=None``) or
+    when ``fused``, else :class:`PlainConv3d`.
+
+    Calling oneDNN directly also bypasses PyTorch's ``F.conv3d`` dispatch, which runs a batch-1
+    float32 input with ``N * C * D * H <= 20480`` and a kernel of at most 3 (a one-channel 64^3 or
+    104x120x104 window; the PET U-Net's decoder on a 64^3 window) in its reference convolution:
+    3-5x slower than oneDNN here (README, "Inference speed and memory")."""
+    conv = conv.float()
+    if fused is None:
+        fused = fused_pointwise_available(torch.float32)
+    if fused:
+        return PointwiseConv3d(conv, torch.float32, unary, slope)
+    return PlainConv3d(conv, unary, slope)
 
 
 def channels_last_3d(x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ import ctypes
 import torch
 from torch import nn
 
+from volgan.inference.fused_pointwise import channels_last_3d, fp32_convolution
 from volgan.inference.native_winograd import Prologue, WinogradLayer
 from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.winograd import is_plain_3x3x3
@@ -42,15 +43,17 @@ def _unit_layer(unit: DenseUnit) -> WinogradLayer:
 class NativeMdcsrn:
     """Callable ``(B, C, D, H, W)`` float32 CPU tensor -> output of ``network`` on it.
 
-    Build it with :func:`native_mdcsrn`, which checks that the network allows it.
+    Build it with :func:`native_mdcsrn`, which checks that the network allows it. ``fused``: the
+    first convolution through oneDNN's fused convolutions (``None``: where this PyTorch has them;
+    :func:`~volgan.inference.fused_pointwise.fp32_convolution`).
     """
 
     winograd = True
 
-    def __init__(self, network: MdcsrnGenerator, library: ctypes.CDLL):
+    def __init__(self, network: MdcsrnGenerator, library: ctypes.CDLL, *, fused: bool | None = None):
         self.library = library
         network = copy.deepcopy(network).float().cpu()
-        self.first = network.first
+        self.first = fp32_convolution(network.first, fused=fused)
         self.width = network.first.out_channels
         self.blocks = [[_unit_layer(unit) for unit in block.units] for block in network.blocks]
         self.compressors = [(c.weight.detach().flatten(1).t().contiguous(),
@@ -67,7 +70,7 @@ class NativeMdcsrn:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().contiguous()
         batch, _, depth, height, width = x.shape
-        features = self.first(x).permute(0, 2, 3, 4, 1)  # (B, D, H, W, 2k)
+        features = self.first(channels_last_3d(x)).permute(0, 2, 3, 4, 1)  # (B, D, H, W, 2k)
         buffer = torch.empty(batch, depth, height, width, self.channels)
         buffer[..., : self.width] = features
         voxels = buffer.view(-1, self.channels)
@@ -84,10 +87,10 @@ class NativeMdcsrn:
 
 def native_mdcsrn(network: MdcsrnGenerator, library: ctypes.CDLL) -> NativeMdcsrn | None:
     """The native form of an eval-mode mDCSRN generator (:func:`volgan.inference.native.native_network`
-    dispatches by type); ``None`` in training mode or for units that are not BN -> ELU -> plain
-    3x3x3 convolution."""
+    dispatches by type); ``None`` in training mode, for units that are not BN -> ELU -> plain
+    3x3x3 convolution, or a first layer that is not a plain 3x3x3 convolution."""
     if network.training:
         return None
-    if not all(_supported_unit(unit) for block in network.blocks for unit in block.units):
+    if not is_plain_3x3x3(network.first) or not all(_supported_unit(unit) for block in network.blocks for unit in block.units):
         return None
     return NativeMdcsrn(network, library)

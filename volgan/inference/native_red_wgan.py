@@ -16,7 +16,9 @@ import ctypes
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from volgan.inference.fused_pointwise import channels_last_3d, fp32_convolution
 from volgan.inference.native_winograd import WinogradLayer
 from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.winograd import is_plain_3x3x3, worth_winograd
@@ -47,20 +49,19 @@ def _supported(network: RedWganGenerator) -> bool:
 class NativeRedWgan:
     """Callable ``(B, C, D, H, W)`` float32 CPU tensor -> output of ``network`` on it.
 
-    Build it with :func:`native_red_wgan`, which checks that the network allows it.
+    Build it with :func:`native_red_wgan`, which checks that the network allows it. ``fused``: the
+    first convolution through oneDNN's fused convolutions (``None``: where this PyTorch has them;
+    :func:`~volgan.inference.fused_pointwise.fp32_convolution`).
     """
 
     winograd = True
 
-    def __init__(self, network: RedWganGenerator, library: ctypes.CDLL):
+    def __init__(self, network: RedWganGenerator, library: ctypes.CDLL, *, fused: bool | None = None):
         self.library = library
         network = copy.deepcopy(network).float().cpu()
         conv, norm, act = _parts(network, "enc1", None)
-        scale, shift = batchnorm_affine(norm)
-        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
-        # the first convolution with its BatchNorm folded in, channels-last
-        self.first_weight = (conv.weight.detach() * scale.view(-1, 1, 1, 1, 1)).contiguous(memory_format=torch.channels_last_3d)
-        self.first_bias, self.first_slope = scale * bias + shift, float(act.negative_slope)
+        # the first convolution with its BatchNorm folded in, and its LeakyReLU
+        self.first = fp32_convolution(fuse_conv_bn_eval(conv, norm), "leaky_relu", float(act.negative_slope), fused=fused)
         self.inner = []
         for name, post in INNER:
             conv, norm, act = _parts(network, name, post)
@@ -72,8 +73,7 @@ class NativeRedWgan:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().contiguous()
-        first = F.conv3d(x.contiguous(memory_format=torch.channels_last_3d), self.first_weight, self.first_bias, padding=1)
-        e1 = F.leaky_relu_(first, self.first_slope).permute(0, 2, 3, 4, 1).contiguous()  # (B, D, H, W, c1)
+        e1 = self.first(channels_last_3d(x)).permute(0, 2, 3, 4, 1).contiguous()  # (B, D, H, W, c1): no copy
         skips = [e1]
         y = e1
         for i, layer in enumerate(self.inner):

@@ -28,11 +28,10 @@ one-window whole-volume runs that fast mode makes for PET.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from volgan.inference.fused_pointwise import PointwiseConv3d, channels_last_3d, fused_pointwise_available
+from volgan.inference.fused_pointwise import PlainConv3d, PointwiseConv3d, channels_last_3d, fp32_convolution
 from volgan.inference.optimise import is_eval_batchnorm
 from volgan.inference.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible
 from volgan.networks.pet_cgan import ConcatenatedGenerator, PetUNetGenerator, crop_padding, pad_to_multiple
@@ -60,26 +59,6 @@ def supported(network: PetUNetGenerator) -> bool:
             and is_subpixel_convertible(network.head))
 
 
-class PlainConv3d:
-    """:class:`~volgan.inference.fused_pointwise.PointwiseConv3d`'s interface in float32 without
-    oneDNN's fused convolutions: ``F.conv3d``, then the activation or the addition in place."""
-
-    def __init__(self, conv: nn.Conv3d, unary: str = "none", slope: float = 0.0):
-        self.weight = conv.weight.detach().float().contiguous(memory_format=CHANNELS_LAST)
-        self.bias = None if conv.bias is None else conv.bias.detach().float()
-        self.geometry = (conv.stride, conv.padding)
-        self.unary, self.slope = unary, slope
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv3d(x, self.weight, self.bias, *self.geometry)
-        if self.unary == "leaky_relu":
-            return F.leaky_relu_(y, self.slope)
-        return y.relu_() if self.unary == "relu" else y
-
-    def accumulate(self, x: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
-        return into.add_(F.conv3d(x, self.weight, self.bias, *self.geometry))
-
-
 class NativePetUNet:
     """Callable ``(B, C, D, H, W)`` float32 CPU tensor -> output of the U-Net on it.
 
@@ -96,11 +75,9 @@ class NativePetUNet:
 
     def __init__(self, network: PetUNetGenerator, *, fused: bool | None = None):
         self.multiple, self.residual = network.multiple, network.residual
-        self.fused = fused_pointwise_available(torch.float32) if fused is None else bool(fused)
 
         def convolution(conv: nn.Conv3d, unary: str = "none", slope: float = 0.0) -> PointwiseConv3d | PlainConv3d:
-            conv = conv.float()
-            return PointwiseConv3d(conv, torch.float32, unary, slope) if self.fused else PlainConv3d(conv, unary, slope)
+            return fp32_convolution(conv, unary, slope, fused=fused)
 
         self.encoder = [convolution(fuse_conv_bn_eval(down[0], down[1]) if len(down) == 3 else down[0], "leaky_relu",
                                     float(down[-1].negative_slope)) for down in network.encoder]
@@ -123,6 +100,7 @@ class NativePetUNet:
                 if bias:
                     conv.bias.copy_(halves.bias)
             self.head_convs.append(convolution(conv))
+        self.fused = isinstance(self.head_convs[0], PointwiseConv3d)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
