@@ -14,7 +14,7 @@ activation in place: what ran before), alternating ``--repeats`` times on each i
 windows one, two and eight per call (PET; one per call for the MR networks), the fast-mode window
 (104x120x104, MR) and the whole benchmark volume (192x224x192, PET's fast-mode window). Medians
 per window, their ratio (plain / fused) and the largest difference of the outputs relative to
-their range.
+their range; for the MR networks also their first layer alone (the one that changed).
 
 Usage: python benchmarks/native_convolutions.py [--bundles pet_lowdose_cgan mri_sr_mdcsrn mri_denoise_redwgan] [--repeats 7]
 """
@@ -62,6 +62,16 @@ def inputs(bundle: str) -> dict[str, torch.Tensor]:
     return {**windows, "192x224x192 x 1": torch.from_numpy(PercentileScaler().fit(volume).apply(volume))[None, None]}
 
 
+def _seconds(run, repeats: int) -> list[float]:
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundles", nargs="+", default=["pet_lowdose_cgan", "mri_sr_mdcsrn", "mri_denoise_redwgan"])
@@ -70,7 +80,7 @@ def main() -> None:
 
     from benchmarks.inference import _network
     from volgan.inference.allocator import keep_freed_memory
-    from volgan.inference.fused_pointwise import fused_pointwise_available
+    from volgan.inference.fused_pointwise import channels_last_3d, fused_pointwise_available
 
     if not fused_pointwise_available(torch.float32):
         sys.exit("this PyTorch has no oneDNN fused convolutions: nothing to compare")
@@ -95,6 +105,11 @@ def main() -> None:
             plain, fused = statistics.median(times[False]), statistics.median(times[True])
             print(f"| {bundle} | {name} | {1e3 * plain:.1f} | {1e3 * fused:.1f} | {plain / fused:.2f} | {diff:.1e} |",
                   flush=True)
+            if bundle != "pet_lowdose_cgan":  # the layer that changed, alone
+                first = {fused: lambda form=form: form.first(channels_last_3d(x)) for fused, form in both.items()}
+                plain, fused = (statistics.median(_seconds(first[key], args.repeats)) for key in (False, True))
+                print(f"| {bundle} | {name}, first layer alone | {1e3 * plain:.1f} | {1e3 * fused:.1f} | "
+                      f"{plain / fused:.2f} | - |", flush=True)
 
 
 if __name__ == "__main__":
