@@ -106,7 +106,7 @@ class PlainConv3d:
     def __init__(self, conv: nn.Conv3d, unary: str = "none", slope: float = 0.0):
         self.weight = conv.weight.detach().float().contiguous(memory_format=torch.channels_last_3d)
         self.bias = None if conv.bias is None else conv.bias.detach().float()
-        self.geometry = (conv.stride, conv.padding)
+        self.geometry = (conv.stride, conv.padding, conv.dilation, conv.groups)
         self.unary, self.slope = unary, slope
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

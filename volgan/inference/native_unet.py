@@ -8,8 +8,8 @@ PyTorch alone (no compiled kernels):
   each convolution is one call to them, its activation applied as a post-op. That call also
   bypasses PyTorch's dispatch, which runs convolutions of small one-window inputs (batch 1 and
   ``N * C * D * H <= 20480``: the decoder and head of a 64^3 window) in its reference
-  implementation instead of oneDNN: a 64^3 window alone took 52 ms per window there against 22 ms
-  in pairs (README, "Inference speed and memory"). Otherwise ``F.conv3d`` and in-place activations;
+  implementation instead of oneDNN: a 64^3 window alone took 54.9 ms that way against 23.9 ms
+  (``benchmarks/native_convolutions.py``). Otherwise ``F.conv3d`` and in-place activations;
 * below the top level, the buffer each decoder level concatenates into is allocated once: the
   encoder's skip output is copied into its second half, and the decoder's transposed convolution
   (sub-pixel form, :class:`~volgan.inference.subpixel.SubPixelConvTranspose3d`) scatters its

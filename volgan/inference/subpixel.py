@@ -105,7 +105,8 @@ class SubPixelConvTranspose3d(nn.Module):
         spatial = tuple(q - t + 1 for q, t in zip(z.shape[2:], self.taps))
         expected = (z.shape[0], c, *self.output_shape(spatial))
         if tuple(out.shape) != expected or z.shape[1] != sd * sh * sw * c:
-            raise ValueError(f"output {tuple(out.shape)} does not match {expected}")
+            raise ValueError(f"output {tuple(out.shape)} or result {tuple(z.shape)} does not match this layer "
+                             f"({sd * sh * sw * c} result channels, output {expected})")
         for residue in itertools.product(range(sd), range(sh), range(sw)):
             # output positions j, j + s, j + 2 s, ... of each axis: padded position u = j + p is
             # stride-1 position u // s, residue class u % s (the weight's output-channel block)
