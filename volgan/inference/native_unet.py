@@ -88,18 +88,11 @@ class NativePetUNet:
             layer = SubPixelConvTranspose3d(fuse_conv_bn_eval(up[0], up[1], transpose=True))
             self.decoder.append((layer, convolution(layer.stride1_conv3d(), "relu")))
         self.head = SubPixelConvTranspose3d(network.head)
-        # the head's input is (decoder output, first encoder output): one convolution per half
+        # the head's input is (decoder output, first encoder output): one convolution per half,
+        # the bias in the first one (over the encoder output)
         width = network.channels[0]
-        halves = self.head.stride1_conv3d()
-        self.head_convs = []
-        for part, bias in ((slice(width, None), True), (slice(0, width), False)):
-            conv = nn.Conv3d(halves.in_channels - width, halves.out_channels, halves.kernel_size,
-                             padding=halves.padding, bias=bias)
-            with torch.no_grad():
-                conv.weight.copy_(halves.weight[:, part])
-                if bias:
-                    conv.bias.copy_(halves.bias)
-            self.head_convs.append(convolution(conv))
+        self.head_convs = [convolution(self.head.stride1_conv3d(slice(width, None))),
+                           convolution(self.head.stride1_conv3d(slice(0, width), bias=False))]
         self.fused = isinstance(self.head_convs[0], PointwiseConv3d)
 
     @torch.inference_mode()

@@ -61,14 +61,20 @@ class SubPixelConvTranspose3d(nn.Module):
         """The stride-1 convolution: every residue class of the output as a channel block."""
         return F.conv3d(x, self.weight, self.bias, padding=tuple(t - 1 for t in self.taps))
 
-    def stride1_conv3d(self) -> nn.Conv3d:
+    def stride1_conv3d(self, inputs: slice = slice(None), *, bias: bool = True) -> nn.Conv3d:
         """:meth:`convolve` as a :class:`torch.nn.Conv3d` (a copy of the weights), e.g. for a
-        fused oneDNN convolution whose result :meth:`scatter` or :meth:`interleave` then places."""
-        conv = nn.Conv3d(self.weight.shape[1], self.weight.shape[0], self.taps, padding=tuple(t - 1 for t in self.taps),
-                         bias=self.bias is not None)
+        fused oneDNN convolution whose result :meth:`scatter` or :meth:`interleave` then places.
+
+        ``inputs``: only these input channels (the layer's share of one part of a concatenated
+        input; the parts' convolutions sum to the layer's); ``bias=False``: without the bias
+        (for all parts but one)."""
+        weight = self.weight[:, inputs]
+        with_bias = bias and self.bias is not None
+        conv = nn.Conv3d(weight.shape[1], weight.shape[0], self.taps, padding=tuple(t - 1 for t in self.taps),
+                         bias=with_bias)
         with torch.no_grad():
-            conv.weight.copy_(self.weight)
-            if self.bias is not None:
+            conv.weight.copy_(weight)
+            if with_bias:
                 conv.bias.copy_(self.bias)
         return conv.to(self.weight.device).eval()
 
