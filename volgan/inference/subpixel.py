@@ -70,8 +70,9 @@ class SubPixelConvTranspose3d(nn.Module):
         (for all parts but one)."""
         weight = self.weight[:, inputs]
         with_bias = bias and self.bias is not None
-        conv = nn.Conv3d(weight.shape[1], weight.shape[0], self.taps, padding=tuple(t - 1 for t in self.taps),
-                         bias=with_bias)
+        # skip_init: no random initialisation of weights that are overwritten at once
+        conv = torch.nn.utils.skip_init(nn.Conv3d, weight.shape[1], weight.shape[0], self.taps,
+                                        padding=tuple(t - 1 for t in self.taps), bias=with_bias)
         with torch.no_grad():
             conv.weight.copy_(weight)
             if with_bias:
