@@ -8,7 +8,7 @@ BatchNorm + ELU reads the parts it needs in one C pass, its convolution
 (:class:`~volgan.inference.paired_depth.PairedDepthConv3d`, two output depths at a time for
 narrow layers) adds its output as a new part as computed, and the block's output buffer is
 written once, from all parts. (Until session 15 the units wrote into one shared buffer; writing
-8 of its 48 channels touched all of it: README.)
+8 of its 48 channels touched all of it: ``benchmarks/README.md``.)
 """
 
 from __future__ import annotations

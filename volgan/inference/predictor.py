@@ -212,8 +212,9 @@ class Predictor:
             # mDCSRN's reconstruction: one 1x1x1 convolution per level, summed, instead of a concatenation
             self.network = split_concat_pointwise(self.network, FUSED_PRECISIONS[self.precision], fp32_layers)
             self.split_concat = any(isinstance(m, ConcatPointwiseConv3d) for m in self.network.modules())
-            # activations and skip additions in the convolutions' oneDNN post-ops (README); the
-            # buffered dense blocks' own oneDNN convolutions do not count as fused
+            # activations and skip additions in the convolutions' oneDNN post-ops
+            # (benchmarks/README.md); the buffered dense blocks' own oneDNN convolutions do not
+            # count as fused
             before = {name for name, m in self.network.named_modules() if isinstance(m, PointwiseConv3d)}
             self.network = fuse_pointwise(fold_batchnorm_after_add(self.network), FUSED_PRECISIONS[self.precision], fp32_layers)
             fused = {name: m for name, m in self.network.named_modules()
@@ -251,8 +252,7 @@ class Predictor:
             # on the CPU in fp32: volgan's native forms (mDCSRN: 2x ONNX Runtime's depth-major
             # Winograd graph; the PET U-Net: PyTorch without concatenation copies, a third of the
             # set-up time), then ONNX Runtime with the Winograd rewrite (1.6-1.9x PyTorch); other
-            # networks in PyTorch, which needs no export per window shape (README, "Inference
-            # speed and memory")
+            # networks in PyTorch, which needs no export per window shape (benchmarks/README.md)
             if self._native is not None:
                 return "native"
             return "onnxruntime" if has_rewrite else "torch"

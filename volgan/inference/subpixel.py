@@ -8,7 +8,7 @@ convolution with ``T^3`` taps and ``s^3 * out_channels`` outputs, on the input z
 cropping ``padding`` gives the transposed convolution exactly, with the same multiplications (up
 to the ``T - 1`` border planes). On the CPU, PyTorch's transposed convolution scatters its
 result (col2im) and ran the PET U-Net's decoder at a fraction of the speed of its convolutions;
-this form runs at convolution speed (README, "Inference speed and memory").
+this form runs at convolution speed (``benchmarks/README.md``).
 """
 
 from __future__ import annotations
