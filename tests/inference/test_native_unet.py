@@ -54,6 +54,22 @@ def test_native_unet_with_and_without_fused_convolutions(fused, shape):
     assert (y - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
 
 
+def test_calls_are_independent_and_leave_their_input_alone():
+    """A pass reuses its own intermediate storage (the first encoder output's receives the last
+    decoder level's output): every call still gives its own input's result, whatever ran before,
+    and leaves the input as it was."""
+    net = randomised(PetUNetGenerator("small", residual=True))
+    native = native_network(net)
+    a, b = torch.randn(1, 1, 32, 48, 32), torch.randn(1, 1, 32, 48, 32)
+    a0, b0 = a.clone(), b.clone()
+    ya, yb, ya_again = native(a), native(b), native(a)
+    assert torch.equal(a, a0) and torch.equal(b, b0)
+    assert torch.equal(ya, ya_again) and not torch.equal(ya, yb)
+    with torch.no_grad():
+        ref = net(b)
+    assert (yb - ref).abs().max() < 1e-5 * (ref.max() - ref.min())
+
+
 def test_the_network_is_left_as_it_was():
     net = randomised(PetUNetGenerator("small", residual=True))
     before = {k: v.clone() for k, v in net.state_dict().items()}
