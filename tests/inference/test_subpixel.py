@@ -31,9 +31,9 @@ def test_subpixel_form_equals_the_transposed_convolution(kernel, stride, padding
 )
 @pytest.mark.parametrize("shape", [(4, 7, 3), (1, 1, 1)])
 @pytest.mark.parametrize("relu", [False, True])
-def test_writing_into_a_channel_range_of_a_buffer(kernel, stride, padding, shape, relu):
-    """``write`` puts the layer's output (optionally ReLU'd) into a channel range of a larger
-    channels-last buffer and leaves the other channels alone."""
+def test_scattering_into_a_channel_range_of_a_buffer(kernel, stride, padding, shape, relu):
+    """``scatter`` puts the layer's output (optionally ReLU'd) from its stride-1 convolution into a
+    channel range of a larger channels-last buffer and leaves the other channels alone."""
     torch.manual_seed(0)
     conv = nn.ConvTranspose3d(5, 3, kernel, stride=stride, padding=padding).eval()
     layer = SubPixelConvTranspose3d(conv).to(memory_format=torch.channels_last_3d)
@@ -42,11 +42,11 @@ def test_writing_into_a_channel_range_of_a_buffer(kernel, stride, padding, shape
         ref = conv(x)
     buffer = torch.randn(2, 7, *ref.shape[2:]).contiguous(memory_format=torch.channels_last_3d)
     before = buffer.clone()
-    layer.write(x, buffer[:, 2:5], relu=relu)
+    layer.scatter(layer.convolve(x), buffer[:, 2:5], relu=relu)
     torch.testing.assert_close(buffer[:, 2:5], ref.clamp_min(0) if relu else ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
     assert torch.equal(buffer[:, :2], before[:, :2]) and torch.equal(buffer[:, 5:], before[:, 5:])
     with pytest.raises(ValueError, match="does not match"):
-        layer.write(x, buffer[:, 2:4])
+        layer.scatter(layer.convolve(x), buffer[:, 2:4])
 
 
 @pytest.mark.parametrize(

@@ -99,15 +99,11 @@ class SubPixelConvTranspose3d(nn.Module):
         """Spatial output shape for an input of spatial ``shape``."""
         return tuple((n - 1) * s - 2 * p + t * s for n, s, p, t in zip(shape, self.stride, self.padding, self.taps))
 
-    def write(self, x: torch.Tensor, out: torch.Tensor, *, relu: bool = False) -> None:
-        """Write ``self(x)`` (through a ReLU if ``relu``) into ``out``, a tensor or view of the output's
-        shape (e.g. a channel range of a concatenation buffer), without the interleaved copy."""
-        self.scatter(self.convolve(x), out, relu=relu)
-
     def scatter(self, z: torch.Tensor, out: torch.Tensor, *, relu: bool = False) -> None:
         """Place the stride-1 convolution's result ``z`` (:meth:`convolve`), through a ReLU if
-        ``relu``, into ``out`` (as :meth:`write`): each residue class of output positions is one
-        strided copy from ``z``."""
+        ``relu``, into ``out``: a tensor or view of the output's shape (e.g. a channel range of a
+        concatenation buffer), without an interleaved copy. Each residue class of output
+        positions is one strided copy from ``z``."""
         c, (sd, sh, sw) = self.out_channels, self.stride
         spatial = tuple(q - t + 1 for q, t in zip(z.shape[2:], self.taps))
         expected = (z.shape[0], c, *self.output_shape(spatial))
