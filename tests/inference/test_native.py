@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,17 @@ def test_kernels_whose_openmp_runtime_does_not_load_are_rebuilt_without_it(fresh
     assert library is not None and not library.volgan_openmp() and not native_kernels.kernels_use_openmp()
     assert sorted(f.name.endswith("-serial.so") for f in fresh_library.iterdir()) == [False, True]
     _assert_kernels_compute_batchnorm_elu()
+
+
+def test_loaded_runtime_names_agree_with_the_mapped_files():
+    """The runtime check that loading uses (``dlopen`` of the names ``-fopenmp`` links, without
+    loading anything) sees the runtimes that ``/proc/self/maps`` shows: PyTorch's GNU one here."""
+    files = native_kernels.openmp_runtimes()
+    if files is None:
+        pytest.skip("no /proc/self/maps here")
+    names = native_kernels.loaded_openmp_sonames()
+    assert names <= set(native_kernels.OPENMP_SONAMES)
+    stems = {Path(f).name.split(".so")[0] for f in files}
+    assert {n.split(".so")[0] for n in names} <= stems
+    if any(Path(f).name == "libgomp.so.1" for f in files):
+        assert "libgomp.so.1" in names

@@ -115,3 +115,18 @@ def test_predictor_runs_the_unet_natively_without_a_c_compiler(fast, monkeypatch
         assert Predictor(net, device="cpu", backend="native", winograd=False).backend == "native"
     finally:
         native_kernels.load_library.cache_clear()
+
+
+def test_the_head_without_the_c_pass(monkeypatch):
+    """Where the C kernels do not build, the head's two halves, the interleaving, the residual and
+    the ReLU run in PyTorch, with the same result."""
+    net = randomised(PetUNetGenerator("small", residual=True))
+    x = torch.randn(1, 1, 32, 48, 32)
+    with_pass = NativePetUNet(net)
+    monkeypatch.setattr("volgan.inference.subpixel_head.load_library", lambda: None)
+    without = NativePetUNet(net)
+    assert without.head_pass is None and (with_pass.head_pass is not None) is (native_kernels.load_library() is not None)
+    with torch.no_grad():
+        ref = net(x)
+    for native in (with_pass, without):
+        assert (native(x) - ref).abs().max() < 1e-5 * (ref.max() - ref.min())

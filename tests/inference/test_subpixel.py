@@ -100,3 +100,30 @@ def test_stride1_convolution_and_scatter_give_the_layer():
         layer.scatter(z[:, :-1], out)
     with pytest.raises(ValueError, match="does not match"):
         layer.scatter(z, out[:, :, 1:])
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(4, 2, 1), (3, 3, 1), ((4, 2, 6), (2, 2, 3), (1, 0, 2))])
+@pytest.mark.parametrize("size", [1, 3, 4])
+def test_the_layer_in_parts_of_residue_classes(kernel, stride, padding, size):
+    """``stride1_conv3d(blocks=...)`` computes some residue classes only and ``scatter(blocks=...)``
+    places them, leaving the other output positions alone: parts covering every class give the
+    layer (so a large result need not exist at once)."""
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose3d(5, 3, kernel, stride=stride, padding=padding).eval()
+    layer = SubPixelConvTranspose3d(conv)
+    x = torch.randn(2, 5, 4, 7, 3)
+    with torch.no_grad():
+        ref = conv(x)
+    classes = layer.weight.shape[0] // layer.out_channels
+    out = torch.full_like(ref, float("nan"))
+    for start in range(0, classes, size):
+        blocks = range(start, min(start + size, classes))
+        part = layer.stride1_conv3d(blocks=blocks)
+        assert part.out_channels == len(blocks) * 3
+        with torch.no_grad():
+            layer.scatter(part(x), out, relu=True, blocks=blocks)
+        if blocks.stop < classes:  # positions of later classes not written yet
+            assert out.isnan().any()
+    torch.testing.assert_close(out, ref.clamp_min(0), rtol=0, atol=1e-5 * float(ref.abs().max()))
+    with pytest.raises(ValueError, match="does not match"):
+        layer.scatter(layer.stride1_conv3d(blocks=range(0, 1))(x), out, blocks=range(0, 2))

@@ -4,9 +4,12 @@ The kernels fuse memory-bound passes into one pass each: those around a depth-Wi
 convolution (``kernels/winograd_depth.c``, :mod:`volgan.inference.native_winograd`), a
 BatchNorm with the ELU after it (``kernels/affine_elu.c``, :mod:`volgan.inference.norm_elu`), and
 the reads and the gathering of a dense block's parts (``kernels/dense_parts.c``,
-:mod:`volgan.inference.dense_parts`).
-They are plain C11 with no dependencies (``kernels/elementwise.h`` holds what the sources share,
-``kernels/parallel.c`` the job loops' thread count),
+:mod:`volgan.inference.dense_parts`); and one computes the PET U-Net's last layer, too narrow for
+oneDNN's convolutions, with the passes after it (``kernels/subpixel_head.c``,
+:mod:`volgan.inference.subpixel_head`).
+They are plain C11 with no dependencies but the vector extensions of GCC and Clang
+(``kernels/elementwise.h`` holds what the sources share, ``kernels/parallel.c`` the job loops'
+thread count),
 compiled with ``-O3 -march=native`` (about a second) into one shared library cached under
 ``$VOLGAN_KERNEL_CACHE`` (default ``~/.cache/volgan/kernels``, see :func:`cache_dir`). The cache
 key covers the sources, the flags, the compiler and the CPU's feature flags, so a cache shared
@@ -22,7 +25,7 @@ The kernels' job loops are OpenMP loops, built with ``-fopenmp`` when the compil
 then run on the OpenMP runtime PyTorch already loaded (``libgomp.so.1`` of PyTorch's Linux wheels:
 the dynamic loader reuses a library already loaded under the same name), i.e. on the threads that
 run its convolutions, with ``torch.get_num_threads()`` threads. Otherwise, and whenever loading
-the kernels maps an OpenMP runtime of their own (:func:`openmp_runtimes`), the work is split into contiguous job
+the kernels maps an OpenMP runtime of their own (:func:`loaded_openmp_sonames`), the work is split into contiguous job
 ranges run on that many Python threads (``ctypes`` releases the GIL during each call). Why: after
 each oneDNN convolution PyTorch's OpenMP threads spin-wait for their next parallel region, and on
 a 2-core machine they took the cores from the Python threads. ``benchmarks/kernel_threads.py``
@@ -50,7 +53,8 @@ import torch
 logger = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).with_name("kernels")
-SOURCES = (KERNELS / "winograd_depth.c", KERNELS / "affine_elu.c", KERNELS / "dense_parts.c", KERNELS / "parallel.c")
+SOURCES = (KERNELS / "winograd_depth.c", KERNELS / "affine_elu.c", KERNELS / "dense_parts.c", KERNELS / "subpixel_head.c",
+           KERNELS / "parallel.c")
 HEADERS = (KERNELS / "elementwise.h",)
 # no -ffast-math: exp_nonpositive rounds with a float addition that re-association would remove;
 # -ffp-contract=fast: fused multiply-adds, which -std=c11 alone turns off (the BatchNorm + ELU pass
@@ -59,6 +63,8 @@ FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-ffp-
 OPENMP_FLAG = "-fopenmp"  # tried first; without it the same sources build for Python threads
 # shared-library names of OpenMP runtimes (GNU, LLVM, Intel)
 OPENMP_RUNTIMES = ("libgomp", "libomp", "libiomp")
+# the names under which compilers' -fopenmp links them (GCC, Clang, Intel)
+OPENMP_SONAMES = ("libgomp.so.1", "libomp.so", "libomp.so.5", "libiomp5.so")
 
 _i64, _ptr, _f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 SIGNATURES = {
@@ -76,6 +82,8 @@ SIGNATURES = {
     "affine_elu_parts_bf16": (_ptr, _ptr, _ptr, _i64, _ptr, _ptr, _ptr, _f32, _i64, _i64, _i64, _i64, _i64, _i64),
     # parts, part channels, part paired, n parts, y, value size, channels, depth, plane, chunk, begin, end
     "gather_parts": (_ptr, _ptr, _ptr, _i64, _ptr, _i64, _i64, _i64, _i64, _i64, _i64, _i64),
+    # x, channels, w, z, residual, out, depth, height, width, begin, end
+    "subpixel_head_f32": (_ptr, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64),
 }
 
 
@@ -174,9 +182,27 @@ def _load(compiler: str, target: Path, openmp: bool) -> tuple[ctypes.CDLL, bool]
     if not target.exists():
         logger.info("compiling native kernels into %s", target)
         _build(compiler, target, openmp)
-    before = openmp_runtimes()
+    runtimes = loaded_openmp_sonames if platform.system() == "Linux" else openmp_runtimes
+    before = runtimes()
     library = ctypes.CDLL(str(target))
-    return library, before is None or openmp_runtimes() != before
+    return library, before is None or runtimes() != before
+
+
+def loaded_openmp_sonames() -> frozenset[str]:
+    """Which of the OpenMP runtimes that ``-fopenmp`` links (GNU, LLVM, Intel) are loaded in this
+    process, by shared-library name (``dlopen`` with ``RTLD_NOLOAD``, Linux). The dynamic loader
+    resolves the kernels' dependency on such a name to a library already loaded under it, so the
+    set grows exactly when loading the kernels maps a runtime of their own. Microseconds, where
+    reading ``/proc/self/maps`` (:func:`openmp_runtimes`) took 5 ms a time in a process that had
+    imported PyTorch."""
+    loaded = set()
+    for name in OPENMP_SONAMES:
+        try:
+            ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        except OSError:  # not loaded
+            continue
+        loaded.add(name)
+    return frozenset(loaded)
 
 
 def openmp_runtimes() -> set[str] | None:

@@ -1,7 +1,7 @@
 """The PET U-Net generator on the CPU without concatenation copies or interleaving passes.
 
 The same function as :class:`~volgan.networks.PetUNetGenerator` (up to fp32 rounding), in
-PyTorch alone (no compiled kernels):
+PyTorch, plus one C pass for the head where volgan's kernels build (none needed):
 
 * every layer runs channels-last, its BatchNorm folded into the convolution's weights. Where
   PyTorch has oneDNN's fused convolutions (:func:`~volgan.inference.fused_pointwise.fused_pointwise_available`)
@@ -22,13 +22,24 @@ PyTorch alone (no compiled kernels):
   The half over the first encoder output runs before the decoder, and that output's storage then
   receives the last decoder level's output: a 63 MB tensor fewer on that volume, and 210 MB
   instead of 241 MB of page faults in a process's first pass;
-* the head's residual addition and ReLU run in place.
+* the last decoder level's stride-1 convolution, whose result is the largest tensor of the pass
+  (70 MB on that volume), runs in parts of at least 32 output channels (residue classes), each
+  placed before the next is computed: the parts fit in memory that earlier levels freed. The
+  same speed (4 parts of 32 channels: 147 ms, one of 128: 149 ms, medians), and with the next
+  bullet a first pass on that volume faults in 159 MB instead of 195 MB;
+* with the C kernels (:mod:`volgan.inference.native_kernels`), the head's other half, the sum,
+  the interleaving, the residual addition and the ReLU are one pass
+  (:mod:`volgan.inference.subpixel_head`), which allocates only its output, once the last
+  decoder level's input is freed; without them those run in PyTorch, the addition and ReLU in
+  place.
 
 Set-up folds and rearranges weights only (no tracing or deep copies), which matters for the
 one-window whole-volume runs that fast mode makes for PET.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -37,9 +48,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from volgan.inference.fused_pointwise import PlainConv3d, PointwiseConv3d, channels_last_3d, fp32_convolution
 from volgan.inference.optimise import is_eval_batchnorm
 from volgan.inference.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible
+from volgan.inference.subpixel_head import SubPixelHead, head_kernel_applies
 from volgan.networks.pet_cgan import ConcatenatedGenerator, PetUNetGenerator, crop_padding, pad_to_multiple
 
 CHANNELS_LAST = torch.channels_last_3d
+# the last decoder level's convolution runs in parts of at least this many output channels (with
+# fewer, oneDNN's convolution was slower: 8 parts of 16 took 1.3x as long as one of 128)
+PART_CHANNELS = 32
 
 
 def _down_supported(down: nn.Module) -> bool:
@@ -85,18 +100,25 @@ class NativePetUNet:
         self.encoder = [convolution(fuse_conv_bn_eval(down[0], down[1]) if len(down) == 3 else down[0], "leaky_relu",
                                     float(down[-1].negative_slope)) for down in network.encoder]
         # each decoder level: its sub-pixel form (which places the result) and that form's
-        # stride-1 convolution with the ReLU
+        # stride-1 convolution with the ReLU, as (residue classes, convolution) parts
         self.decoder = []
-        for up in network.decoder:
+        for level, up in enumerate(network.decoder):
             layer = SubPixelConvTranspose3d(fuse_conv_bn_eval(up[0], up[1], transpose=True))
-            self.decoder.append((layer, convolution(layer.stride1_conv3d(), "relu")))
+            classes = math.prod(layer.stride)
+            size = max(1, PART_CHANNELS // layer.out_channels) if level == len(network.decoder) - 1 else classes
+            parts = [range(start, min(start + size, classes)) for start in range(0, classes, size)]
+            self.decoder.append((layer, [(blocks, convolution(layer.stride1_conv3d(blocks=blocks), "relu"))
+                                         for blocks in parts]))
         self.head = SubPixelConvTranspose3d(network.head)
-        # the head's input is (decoder output, first encoder output): one convolution per half,
-        # the bias in the first one (over the encoder output)
+        # the head's input is (decoder output, first encoder output): one part per half, the
+        # bias in the one over the encoder output, which runs first; the C pass does the other
         width = network.channels[0]
-        self.head_convs = [convolution(self.head.stride1_conv3d(slice(width, None))),
-                           convolution(self.head.stride1_conv3d(slice(0, width), bias=False))]
-        self.fused = isinstance(self.head_convs[0], PointwiseConv3d)
+        self.top_part = convolution(self.head.stride1_conv3d(slice(width, None)))
+        if head_kernel_applies(self.head):
+            self.head_pass, self.decoded_part = SubPixelHead(self.head, slice(0, width)), None
+        else:
+            self.head_pass, self.decoded_part = None, convolution(self.head.stride1_conv3d(slice(0, width), bias=False))
+        self.fused = isinstance(self.top_part, PointwiseConv3d)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,16 +134,20 @@ class NativePetUNet:
                 buffers[-1][:, y.shape[1] :] = y
         # the head's half over the first encoder output now, so that this output's storage can
         # hold the last decoder level's output (same shape) instead of a new tensor
-        top_part, decoded_part = self.head_convs
-        z = top_part(top)
-        for (layer, convolution), buffer in zip(self.decoder, reversed(buffers)):
-            layer.scatter(convolution(y), buffer[:, : buffer.shape[1] // 2])
+        z = self.top_part(top)
+        for layer, parts in self.decoder:
+            # each level into the first half of the next level's buffer, the last one into top's
+            # storage; the buffer it read is then freed (the list no longer holds it)
+            buffer = buffers.pop() if buffers else top
+            out = top if buffer is top else buffer[:, : buffer.shape[1] // 2]
+            for blocks, convolution in parts:
+                layer.scatter(convolution(y), out, blocks=blocks)
             y = buffer
-        layer, convolution = self.decoder[-1]
-        decoded = top
-        layer.scatter(convolution(y), decoded)
+        decoded = y
         del y, top
-        decoded_part.accumulate(decoded, z)
+        if self.head_pass is not None:
+            return crop_padding(self.head_pass(decoded, z, padded if self.residual else None), pads)
+        self.decoded_part.accumulate(decoded, z)
         del decoded
         y = self.head.interleave(z)
         if self.residual:

@@ -72,7 +72,7 @@ class Predictor:
     that allow the depth-major rewrite (:mod:`volgan.inference.depth_major`) in ONNX Runtime when
     it is installed (also the fallback without a C compiler). The PET U-Net runs in its native
     form on the CPU in fp32 (:mod:`volgan.inference.native_unet`: PyTorch, no concatenation
-    copies, no compiler needed). Other networks run in PyTorch, on the CPU with strided transposed
+    copies, its head one C pass where the kernels build; no compiler needed). Other networks run in PyTorch, on the CPU with strided transposed
     convolutions as stride-1 convolutions plus a pixel shuffle (:mod:`volgan.inference.subpixel`),
     which is exact and faster there.
 

@@ -61,14 +61,16 @@ class SubPixelConvTranspose3d(nn.Module):
         """The stride-1 convolution: every residue class of the output as a channel block."""
         return F.conv3d(x, self.weight, self.bias, padding=tuple(t - 1 for t in self.taps))
 
-    def stride1_conv3d(self, inputs: slice = slice(None), *, bias: bool = True) -> nn.Conv3d:
+    def stride1_conv3d(self, inputs: slice = slice(None), *, bias: bool = True, blocks: range | None = None) -> nn.Conv3d:
         """:meth:`convolve` as a :class:`torch.nn.Conv3d` (a copy of the weights), e.g. for a
         fused oneDNN convolution whose result :meth:`scatter` or :meth:`interleave` then places.
 
         ``inputs``: only these input channels (the layer's share of one part of a concatenated
         input; the parts' convolutions sum to the layer's); ``bias=False``: without the bias
-        (for all parts but one)."""
-        weight = self.weight[:, inputs]
+        (for all parts but one); ``blocks``: only these residue classes (output-channel blocks of
+        :meth:`convolve`'s result, e.g. to compute and place a large result in parts)."""
+        rows = slice(None) if blocks is None else slice(blocks.start * self.out_channels, blocks.stop * self.out_channels)
+        weight = self.weight[rows, inputs]
         with_bias = bias and self.bias is not None
         # skip_init: no random initialisation of weights that are overwritten at once
         conv = torch.nn.utils.skip_init(nn.Conv3d, weight.shape[1], weight.shape[0], self.taps,
@@ -76,7 +78,7 @@ class SubPixelConvTranspose3d(nn.Module):
         with torch.no_grad():
             conv.weight.copy_(weight)
             if with_bias:
-                conv.bias.copy_(self.bias)
+                conv.bias.copy_(self.bias[rows])
         return conv.to(self.weight.device).eval()
 
     def interleave(self, z: torch.Tensor) -> torch.Tensor:
@@ -99,22 +101,27 @@ class SubPixelConvTranspose3d(nn.Module):
         """Spatial output shape for an input of spatial ``shape``."""
         return tuple((n - 1) * s - 2 * p + t * s for n, s, p, t in zip(shape, self.stride, self.padding, self.taps))
 
-    def scatter(self, z: torch.Tensor, out: torch.Tensor, *, relu: bool = False) -> None:
+    def scatter(self, z: torch.Tensor, out: torch.Tensor, *, relu: bool = False, blocks: range | None = None) -> None:
         """Place the stride-1 convolution's result ``z`` (:meth:`convolve`), through a ReLU if
         ``relu``, into ``out``: a tensor or view of the output's shape (e.g. a channel range of a
         concatenation buffer), without an interleaved copy. Each residue class of output
-        positions is one strided copy from ``z``."""
+        positions is one strided copy from ``z``. ``blocks``: the residue classes ``z`` holds (the
+        result of ``stride1_conv3d(blocks=...)``); the others' positions are left as they are."""
         c, (sd, sh, sw) = self.out_channels, self.stride
+        blocks = range(sd * sh * sw) if blocks is None else blocks
         spatial = tuple(q - t + 1 for q, t in zip(z.shape[2:], self.taps))
         expected = (z.shape[0], c, *self.output_shape(spatial))
-        if tuple(out.shape) != expected or z.shape[1] != sd * sh * sw * c:
+        if tuple(out.shape) != expected or z.shape[1] != len(blocks) * c:
             raise ValueError(f"output {tuple(out.shape)} or result {tuple(z.shape)} does not match this layer "
-                             f"({sd * sh * sw * c} result channels, output {expected})")
+                             f"({len(blocks) * c} result channels, output {expected})")
         for residue in itertools.product(range(sd), range(sh), range(sw)):
             # output positions j, j + s, j + 2 s, ... of each axis: padded position u = j + p is
             # stride-1 position u // s, residue class u % s (the weight's output-channel block)
             u = [j + p for j, p in zip(residue, self.padding)]
             block = ((u[0] % sd) * sh + u[1] % sh) * sw + u[2] % sw
+            if block not in blocks:
+                continue
+            block -= blocks.start
             dst = out[:, :, residue[0] :: sd, residue[1] :: sh, residue[2] :: sw]
             n = dst.shape[2:]
             src = z[:, block * c : (block + 1) * c, u[0] // sd : u[0] // sd + n[0], u[1] // sh : u[1] // sh + n[1],

@@ -1,0 +1,65 @@
+"""The PET U-Net's last layer, residual and ReLU as one C pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from volgan.inference import native_kernels
+from volgan.inference.subpixel import SubPixelConvTranspose3d
+from volgan.inference.subpixel_head import SubPixelHead, head_kernel_applies
+
+pytestmark = pytest.mark.skipif(native_kernels.load_library() is None, reason="no C compiler for volgan's kernels")
+CL = torch.channels_last_3d
+
+
+def _reference(conv, x, other, residual):
+    with torch.no_grad():
+        y = conv(torch.cat([x, other], 1))
+    return (y + residual if residual is not None else y).clamp_min(0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 2), (4, 6, 9), (5, 3, 10), (7, 4, 25)])
+@pytest.mark.parametrize("batch, residual", [(1, True), (2, True), (1, False)])
+def test_the_pass_computes_the_layer_with_residual_and_relu(shape, batch, residual):
+    """Rows shorter than a block (edge positions only), one block, a block and a remainder, and
+    overlapping blocks: every output voxel is ``relu(layer(cat(x, other)) + residual)``."""
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose3d(7, 1, 4, stride=2, padding=1).eval()
+    layer = SubPixelConvTranspose3d(conv)
+    x, other = torch.randn(batch, 4, *shape), torch.randn(batch, 3, *shape)
+    res = torch.randn(batch, 1, *(2 * s for s in shape)) if residual else None
+    ref = _reference(conv, x, other, res)
+    with torch.no_grad():
+        z = layer.stride1_conv3d(slice(4, None))(other.contiguous(memory_format=CL)).contiguous(memory_format=CL)
+    out = SubPixelHead(layer, slice(0, 4))(x.contiguous(memory_format=CL), z, res)
+    assert out.shape == ref.shape and (ref > 0).any() and (ref == 0).any()
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
+    # other layouts are copied, not refused
+    torch.testing.assert_close(SubPixelHead(layer, slice(0, 4))(x, z.contiguous(), res), out, rtol=0, atol=0)
+
+
+def test_shapes_that_do_not_match_are_refused():
+    layer = SubPixelConvTranspose3d(nn.ConvTranspose3d(7, 1, 4, stride=2, padding=1))
+    head = SubPixelHead(layer, slice(0, 4))
+    x, z = torch.randn(1, 4, 3, 4, 5), torch.randn(1, 8, 4, 5, 6)
+    with pytest.raises(ValueError, match="does not match this head"):
+        head(x[:, :3], z)
+    with pytest.raises(ValueError, match="does not match this head"):
+        head(x, z[:, :, 1:])
+    with pytest.raises(ValueError, match="residual"):
+        head(x, z, torch.randn(1, 1, 6, 8, 9))
+
+
+@pytest.mark.parametrize("conv", [
+    nn.ConvTranspose3d(4, 2, 4, stride=2, padding=1),  # two output channels
+    nn.ConvTranspose3d(4, 1, 4, stride=2, padding=0),
+    nn.ConvTranspose3d(4, 1, 2, stride=2, padding=0),
+    nn.ConvTranspose3d(4, 1, 6, stride=3, padding=1),
+])
+def test_other_layers_are_left_to_pytorch(conv):
+    layer = SubPixelConvTranspose3d(conv)
+    assert not head_kernel_applies(layer)
+    with pytest.raises(ValueError, match="one-channel kernel-4"):
+        SubPixelHead(layer, slice(0, 2))
