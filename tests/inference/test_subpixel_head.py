@@ -63,3 +63,17 @@ def test_other_layers_are_left_to_pytorch(conv):
     assert not head_kernel_applies(layer)
     with pytest.raises(ValueError, match="one-channel kernel-4"):
         SubPixelHead(layer, slice(0, 2))
+
+
+def test_a_nan_stays_nan():
+    """As in PyTorch's passes: a NaN voxel of the residual gives a NaN output voxel, not 0."""
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose3d(7, 1, 4, stride=2, padding=1).eval()
+    layer = SubPixelConvTranspose3d(conv)
+    x, other = torch.randn(1, 4, 4, 5, 12), torch.randn(1, 3, 4, 5, 12)
+    res = torch.randn(1, 1, 8, 10, 24)
+    res[0, 0, 3, 4, 5] = res[0, 0, 0, 0, 0] = float("nan")  # one voxel of a block, one of an edge position
+    with torch.no_grad():
+        z = layer.stride1_conv3d(slice(4, None))(other)
+    out = SubPixelHead(layer, slice(0, 4))(x, z, res)
+    assert torch.equal(out.isnan(), _reference(conv, x, other, res).isnan()) and int(out.isnan().sum()) == 2

@@ -105,7 +105,7 @@ class NativePetUNet:
         for level, up in enumerate(network.decoder):
             layer = SubPixelConvTranspose3d(fuse_conv_bn_eval(up[0], up[1], transpose=True))
             classes = math.prod(layer.stride)
-            size = max(1, PART_CHANNELS // layer.out_channels) if level == len(network.decoder) - 1 else classes
+            size = math.ceil(PART_CHANNELS / layer.out_channels) if level == len(network.decoder) - 1 else classes
             parts = [range(start, min(start + size, classes)) for start in range(0, classes, size)]
             self.decoder.append((layer, [(blocks, convolution(layer.stride1_conv3d(blocks=blocks), "relu"))
                                          for blocks in parts]))

@@ -49,7 +49,8 @@ static inline v8f head_position(const float *const rows[4], const float *w, int6
     return acc;
 }
 
-static inline float relu(float v) { return v > 0.0f ? v : 0.0f; }
+/* a NaN stays NaN, as in PyTorch's clamp_min */
+static inline float relu(float v) { return v < 0.0f ? 0.0f : v; }
 
 /* the 8 output voxels of position (qd, qh, qw), those inside the output */
 static inline void store_position(float *out, const float *residual, v8f acc, int64_t qd, int64_t qh, int64_t qw,
