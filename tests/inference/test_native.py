@@ -146,9 +146,9 @@ def test_predictor_runs_natively_and_matches_pytorch(make):
     # fast mode's own precision: bf16 in PyTorch on a CPU with native bf16, else fp32 natively
     assert Predictor(net, device="cpu", fast=True).backend == ("torch" if cpu_has_fast_bf16() else "native")
     assert Predictor(net, device="cpu", winograd=False).backend == "torch"
-    with pytest.raises(ValueError, match="backend='native' runs a PET U-Net, mDCSRN or RED-WGAN"):
+    with pytest.raises(ValueError, match="backend='native' runs a PET U-Net generator"):
         Predictor(nn.Sequential(nn.Conv3d(1, 1, 3, padding=1)), device="cpu", backend="native")
-    with pytest.raises(ValueError, match="also need winograd=True"):
+    with pytest.raises(ValueError, match="with winograd=True and a C compiler"):
         Predictor(net, device="cpu", backend="native", winograd=False)
 
 
@@ -292,3 +292,19 @@ def test_loaded_runtime_names_agree_with_the_mapped_files():
     assert {n.split(".so")[0] for n in names} <= stems
     if any(Path(f).name == "libgomp.so.1" for f in files):
         assert "libgomp.so.1" in names
+
+
+def test_a_compiler_replaced_in_place_gets_a_build_of_its_own(fresh_library, monkeypatch, tmp_path):
+    """The cache key names the compiler by its file: the same path with other contents (an
+    upgrade) builds again instead of loading what the old compiler built."""
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    wrapper = tmp_path / "cc"
+    wrapper.write_text(f'#!/bin/sh\nexec {compiler} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    assert native_kernels.load_library() is not None
+    assert len(list(fresh_library.glob("*.so"))) == 1
+    native_kernels.load_library.cache_clear()
+    wrapper.write_text(f'#!/bin/sh\n# upgraded\nexec {compiler} "$@"\n')
+    assert native_kernels.load_library() is not None
+    assert len(list(fresh_library.glob("*.so"))) == 2

@@ -77,3 +77,22 @@ def test_a_nan_stays_nan():
         z = layer.stride1_conv3d(slice(4, None))(other)
     out = SubPixelHead(layer, slice(0, 4))(x, z, res)
     assert torch.equal(out.isnan(), _reference(conv, x, other, res).isnan()) and int(out.isnan().sum()) == 2
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (4, 6, 9), (7, 4, 25)])
+def test_the_bf16_pass_reads_bf16_and_computes_in_float32(shape):
+    """The pass for the native U-Net in bf16 reads bf16 inputs (any CPU: the conversion is exact)
+    and gives the float32 pass's result on the same values, up to float32 rounding."""
+    torch.manual_seed(0)
+    layer = SubPixelConvTranspose3d(nn.ConvTranspose3d(7, 1, 4, stride=2, padding=1).eval())
+    x, z = torch.randn(2, 4, *shape).bfloat16(), torch.randn(2, 8, *(s + 1 for s in shape)).bfloat16()
+    res = torch.randn(2, 1, *(2 * s for s in shape))
+    out = SubPixelHead(layer, slice(0, 4), torch.bfloat16)(x.contiguous(memory_format=CL), z.contiguous(memory_format=CL), res)
+    ref = SubPixelHead(layer, slice(0, 4))(x.float(), z.float(), res)
+    assert out.dtype == torch.float32 and (ref > 0).any() and (ref == 0).any()
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
+    # float32 inputs are rounded to bf16 first, as the native U-Net's activations are
+    torch.testing.assert_close(SubPixelHead(layer, slice(0, 4), torch.bfloat16)(x.float(), z.float(), res), out,
+                               rtol=0, atol=0)
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        SubPixelHead(layer, slice(0, 4), torch.float16)

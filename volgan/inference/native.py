@@ -1,7 +1,8 @@
-"""volgan's native CPU forms of its generators (fp32).
+"""volgan's native CPU forms of its generators.
 
 mDCSRN and RED-WGAN run their 3x3x3 convolutions as depth Winograd with C kernels compiled on
-first use; the PET U-Net runs in PyTorch alone, without concatenation or interleaving copies.
+first use (fp32); the PET U-Net runs oneDNN's convolutions without concatenation or interleaving
+copies, in fp32, or in bf16 where oneDNN runs it (fast mode on CPUs with AVX-512 BF16).
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from volgan.networks import ConcatenatedGenerator, MdcsrnGenerator, PetUNetGener
 WINOGRAD_BUILDERS = ((MdcsrnGenerator, native_mdcsrn), (RedWganGenerator, native_red_wgan))
 
 
-def native_network(network: nn.Module, winograd: bool = True) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The native CPU form of an eval-mode ``network``, or ``None`` when it has none here.
+def native_network(network: nn.Module, winograd: bool = True,
+                   dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The native CPU form of an eval-mode ``network`` in ``dtype``, or ``None`` when it has none here.
 
-    PET U-Nets (alone or chained) always have one; mDCSRN and RED-WGAN only with ``winograd`` and
-    when the kernels build (a C compiler, ``VOLGAN_NATIVE_KERNELS`` not ``0``). Each form has a
-    ``winograd`` attribute saying whether it computes 3x3x3 convolutions in Winograd form.
+    PET U-Nets (alone or chained) have one in float32 always and in bfloat16 where oneDNN's fused
+    convolutions run bf16 (:func:`~volgan.inference.native_unet.native_dtype_available`); mDCSRN
+    and RED-WGAN in float32 only, with ``winograd``, when the kernels build (a C compiler,
+    ``VOLGAN_NATIVE_KERNELS`` not ``0``). Each form has a ``winograd`` attribute saying whether it
+    computes 3x3x3 convolutions in Winograd form.
     """
     if isinstance(network, (PetUNetGenerator, ConcatenatedGenerator)):
-        return native_pet_unet(network)
+        return native_pet_unet(network, dtype)
     for kind, builder in WINOGRAD_BUILDERS:
-        if winograd and isinstance(network, kind):
+        if winograd and dtype == torch.float32 and isinstance(network, kind):
             library = load_library()
             return None if library is None else builder(network, library)
     return None

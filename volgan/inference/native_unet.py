@@ -45,7 +45,13 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from volgan.inference.fused_pointwise import PlainConv3d, PointwiseConv3d, channels_last_3d, fp32_convolution
+from volgan.inference.fused_pointwise import (
+    PlainConv3d,
+    PointwiseConv3d,
+    channels_last_3d,
+    fp32_convolution,
+    fused_pointwise_available,
+)
 from volgan.inference.optimise import is_eval_batchnorm
 from volgan.inference.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible
 from volgan.inference.subpixel_head import SubPixelHead, head_kernel_applies
@@ -87,14 +93,25 @@ class NativePetUNet:
         fused: convolutions through oneDNN's fused convolutions; ``False``: ``F.conv3d`` and
             separate in-place activations (:class:`PlainConv3d`); ``None``: fused where this
             PyTorch has them.
+        dtype: the precision of the convolutions and of the activations between them:
+            ``torch.float32`` or ``torch.bfloat16`` (oneDNN's fused convolutions only, see
+            :func:`native_dtype_available`). The input, the residual addition and the output stay
+            float32.
     """
 
     winograd = False
 
-    def __init__(self, network: PetUNetGenerator, *, fused: bool | None = None):
-        self.multiple, self.residual = network.multiple, network.residual
+    def __init__(self, network: PetUNetGenerator, *, fused: bool | None = None, dtype: torch.dtype = torch.float32):
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"the native U-Net runs in float32 or bfloat16, not {dtype}")
+        if dtype != torch.float32 and (fused is False or not fused_pointwise_available(dtype)):
+            raise ValueError(f"the native U-Net in {dtype} needs oneDNN's fused {dtype} convolutions, which this "
+                             "PyTorch build or CPU does not have")
+        self.multiple, self.residual, self.dtype = network.multiple, network.residual, dtype
 
         def convolution(conv: nn.Conv3d, unary: str = "none", slope: float = 0.0) -> PointwiseConv3d | PlainConv3d:
+            if dtype != torch.float32:
+                return PointwiseConv3d(conv.float(), dtype, unary, slope)
             return fp32_convolution(conv, unary, slope, fused=fused)
 
         self.encoder = [convolution(fuse_conv_bn_eval(down[0], down[1]) if len(down) == 3 else down[0], "leaky_relu",
@@ -115,7 +132,7 @@ class NativePetUNet:
         width = network.channels[0]
         self.top_part = convolution(self.head.stride1_conv3d(slice(width, None)))
         if head_kernel_applies(self.head):
-            self.head_pass, self.decoded_part = SubPixelHead(self.head, slice(0, width)), None
+            self.head_pass, self.decoded_part = SubPixelHead(self.head, slice(0, width), dtype), None
         else:
             self.head_pass, self.decoded_part = None, convolution(self.head.stride1_conv3d(slice(0, width), bias=False))
         self.fused = isinstance(self.top_part, PointwiseConv3d)
@@ -123,14 +140,15 @@ class NativePetUNet:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         padded, pads = pad_to_multiple(x.float(), self.multiple)
-        y = channels_last_3d(padded)  # a view when there is one channel
+        y = channels_last_3d(padded)  # a view when there is one channel (the first layer casts it)
         buffers = []  # levels 1 .. bottom - 1: (decoder output, encoder output) channels
         for level, convolution in enumerate(self.encoder):
             y = convolution(y)
             if level == 0:
                 top = y
             elif level < len(self.encoder) - 1:
-                buffers.append(torch.empty((y.shape[0], 2 * y.shape[1], *y.shape[2:]), memory_format=CHANNELS_LAST))
+                buffers.append(torch.empty((y.shape[0], 2 * y.shape[1], *y.shape[2:]), dtype=self.dtype,
+                                           memory_format=CHANNELS_LAST))
                 buffers[-1][:, y.shape[1] :] = y
         # the head's half over the first encoder output now, so that this output's storage can
         # hold the last decoder level's output (same shape) instead of a new tensor
@@ -149,19 +167,26 @@ class NativePetUNet:
             return crop_padding(self.head_pass(decoded, z, padded if self.residual else None), pads)
         self.decoded_part.accumulate(decoded, z)
         del decoded
-        y = self.head.interleave(z)
+        y = self.head.interleave(z).float()
         if self.residual:
             y += padded
         return crop_padding(y.clamp_min_(0), pads)
 
 
-def native_pet_unet(network: PetUNetGenerator | ConcatenatedGenerator):
-    """The native form of an eval-mode PET U-Net (or a chain of them), or ``None`` when the network
-    is in training mode or not of the generator's structure."""
+def native_dtype_available(dtype: torch.dtype) -> bool:
+    """True if the native U-Net runs in ``dtype`` here: float32 always, bfloat16 where oneDNN's
+    fused convolutions run it (CPUs with AVX-512 BW/VL/DQ or AVX-NE-CONVERT)."""
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and fused_pointwise_available(dtype))
+
+
+def native_pet_unet(network: PetUNetGenerator | ConcatenatedGenerator, dtype: torch.dtype = torch.float32):
+    """The native form of an eval-mode PET U-Net (or a chain of them) in ``dtype``, or ``None`` when
+    the network is in training mode, not of the generator's structure, or ``dtype`` does not run
+    here (:func:`native_dtype_available`)."""
     stages = list(network.stages) if type(network) is ConcatenatedGenerator else [network]
-    if network.training or not all(map(supported, stages)):
+    if network.training or not all(map(supported, stages)) or not native_dtype_available(dtype):
         return None
-    forms = [NativePetUNet(stage) for stage in stages]
+    forms = [NativePetUNet(stage, dtype=dtype) for stage in stages]
     if len(forms) == 1:
         return forms[0]
     return NativeChain(forms)

@@ -46,6 +46,8 @@ FUSED_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # windows): activations scale with it, and two 104x120x104 windows took 17 GB in ONNX Runtime
 FAST_BATCH_VOXELS = 2 * 64**3
 BACKENDS = ("auto", "native", "onnxruntime", "torch")
+# precisions of volgan's native CPU forms (bf16: the PET U-Net only, where oneDNN runs it)
+NATIVE_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def load_generator_weights(network: nn.Module, checkpoint: str | os.PathLike, key: str = "generator") -> nn.Module:
@@ -174,7 +176,9 @@ class Predictor:
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
         cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
         use_winograd = cpu_fp32 and winograd
-        self._native = native_network(network, winograd) if cpu_fp32 and backend in ("auto", "native") else None
+        native_dtype = NATIVE_PRECISIONS.get(self.precision) if self.device.type == "cpu" else None
+        self._native = (native_network(network, winograd, native_dtype)
+                        if native_dtype is not None and backend in ("auto", "native") else None)
         # the native form copies what it needs; other backends run a folded copy of the network
         # (moved and converted below: never the caller's module itself)
         self.network = network
@@ -257,9 +261,9 @@ class Predictor:
                 return "native"
             return "onnxruntime" if has_rewrite else "torch"
         if backend == "native" and self._native is None:
-            raise ValueError("backend='native' runs a PET U-Net, mDCSRN or RED-WGAN generator in fp32 on the CPU; "
-                             "mDCSRN and RED-WGAN also need winograd=True and a C compiler (cc, or $CC), see "
-                             "volgan.inference.native_kernels")
+            raise ValueError("backend='native' runs a PET U-Net generator on the CPU in fp32, or in bf16 where "
+                             "oneDNN runs bf16 convolutions (AVX-512), and mDCSRN or RED-WGAN in fp32 with "
+                             "winograd=True and a C compiler (cc, or $CC), see volgan.inference.native_kernels")
         if backend == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
             raise ValueError("the onnxruntime backend runs fp32 on the CPU only")
         if backend == "onnxruntime" and not onnxruntime_available():

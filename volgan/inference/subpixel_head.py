@@ -15,7 +15,8 @@ interleaving, the residual and the ReLU in one pass (``kernels/subpixel_head.c``
 8 residues are one vector of 8 floats, and each is written straight to its output voxel. On a
 192x224x192 volume (the small preset, 16 channels a half) that took 21.6 ms against 33.9 ms for
 the PyTorch passes (same machine, medians of 15 alternating calls), and the pass allocates only
-its output.
+its output. It reads float32 or bfloat16 inputs (the native U-Net in either precision) and
+computes in float32.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import torch
 
 from volgan.inference.native_kernels import load_library, run_jobs
 from volgan.inference.subpixel import SubPixelConvTranspose3d
+
+KERNELS = {torch.float32: "subpixel_head_f32", torch.bfloat16: "subpixel_head_bf16"}
 
 
 def head_kernel_applies(layer: SubPixelConvTranspose3d) -> bool:
@@ -42,30 +45,33 @@ class SubPixelHead:
     Args:
         layer: the head in sub-pixel form.
         inputs: ``layer``'s input channels that ``x`` holds (a slice of its weight's inputs).
+        dtype: the type of ``x`` and ``z`` the pass reads, ``torch.float32`` or ``torch.bfloat16``
+            (the native U-Net in bf16); the weights, the arithmetic, the residual and the output
+            are float32.
     """
 
-    def __init__(self, layer: SubPixelConvTranspose3d, inputs: slice):
+    def __init__(self, layer: SubPixelConvTranspose3d, inputs: slice, dtype: torch.dtype = torch.float32):
         if not head_kernel_applies(layer):
             raise ValueError(f"the C head pass computes a one-channel kernel-4, stride-2, padding-1 layer, not {layer}")
+        if dtype not in KERNELS:
+            raise ValueError(f"the C head pass reads float32 or bfloat16, not {dtype}")
         w = layer.weight[:, inputs].float()  # (8 residues, channels, 2, 2, 2)
-        self.channels = w.shape[1]
+        self.channels, self.dtype = w.shape[1], dtype
         # [td][th][tw][channel][residue]: a position's residues are one vector
         self.weight = w.permute(2, 3, 4, 1, 0).contiguous()
-        self.kernel = load_library().subpixel_head_f32
+        self.kernel = getattr(load_library(), KERNELS[dtype])
 
     def __call__(self, x: torch.Tensor, z: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``(B, channels, D, H, W)``; ``z``: ``(B, 8, D + 1, H + 1, W + 1)``; ``residual``:
         ``(B, 1, 2 D, 2 H, 2 W)`` or None. Returns the output, ``(B, 1, 2 D, 2 H, 2 W)`` float32.
-        Read in place when ``x`` and ``z`` are channels-last float32 and the residual contiguous
-        float32 (as the native U-Net passes them), else copied first."""
+        Read in place when ``x`` and ``z`` are channels-last in this pass's type and the residual
+        contiguous float32 (as the native U-Net passes them), else copied first."""
         b, channels, d, h, w = x.shape
         if channels != self.channels or tuple(z.shape) != (b, 8, d + 1, h + 1, w + 1):
             raise ValueError(f"input {tuple(x.shape)} or partial result {tuple(z.shape)} does not match this head "
                              f"(input (B, {self.channels}, D, H, W), partial result (B, 8, D + 1, H + 1, W + 1))")
-        x = x.float().contiguous(memory_format=torch.channels_last_3d)
-        z = z.float().contiguous(memory_format=torch.channels_last_3d)
-        if z.data_ptr() % 32:  # the kernel loads each position's 8 residues as one aligned vector
-            z = z.clone(memory_format=torch.channels_last_3d)
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last_3d)
+        z = z.to(self.dtype).contiguous(memory_format=torch.channels_last_3d)
         out = torch.empty((b, 1, 2 * d, 2 * h, 2 * w))
         if residual is not None:
             if residual.shape != out.shape:
