@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                        help="default: fp32 (fast mode: the device's fast precision)")
     infer.add_argument("--backend", choices=("auto", "native", "onnxruntime", "torch"), default=None,
-                       help="auto, for fp32 on the CPU: native (PET U-Net: PyTorch without concatenation copies; "
-                            "mDCSRN, RED-WGAN: PyTorch convolutions and volgan's C kernels, need a C compiler), "
+                       help="auto, on the CPU: native (PET U-Net: oneDNN convolutions without concatenation "
+                            "copies, fp32, or bf16 where the CPU runs it; mDCSRN, RED-WGAN in fp32: PyTorch "
+                            "convolutions and volgan's C kernels, need a C compiler), "
                             "else ONNX Runtime when installed and the network has a depth-major Winograd form, "
                             "else PyTorch")
     infer.add_argument("--channels-last", action="store_true", help="channels-last 3D memory format")

@@ -73,8 +73,9 @@ class Predictor:
     channels-last PyTorch 2D convolutions and fused C passes, needs a C compiler), other networks
     that allow the depth-major rewrite (:mod:`volgan.inference.depth_major`) in ONNX Runtime when
     it is installed (also the fallback without a C compiler). The PET U-Net runs in its native
-    form on the CPU in fp32 (:mod:`volgan.inference.native_unet`: PyTorch, no concatenation
-    copies, its head one C pass where the kernels build; no compiler needed). Other networks run in PyTorch, on the CPU with strided transposed
+    form on the CPU (:mod:`volgan.inference.native_unet`: oneDNN's convolutions, no concatenation
+    copies, its head one C pass where the kernels build; no compiler needed), in fp32, and in fast
+    mode in bf16 where oneDNN runs bf16 convolutions (CPUs with AVX-512 BF16 or AMX). Other networks run in PyTorch, on the CPU with strided transposed
     convolutions as stride-1 convolutions plus a pixel shuffle (:mod:`volgan.inference.subpixel`),
     which is exact and faster there.
 
@@ -113,10 +114,10 @@ class Predictor:
         max_window: largest window per axis in fast mode.
         margin: overlap of fast-mode windows in voxels (at least twice the network's receptive
             radius keeps zero-padding effects out of the blended result).
-        backend: ``"auto"`` (on the CPU in fp32: ``"native"`` for the PET U-Net, and for mDCSRN and
-            RED-WGAN when the C kernels build, else ONNX Runtime when installed and the network has
-            a depth-major Winograd rewrite, else PyTorch), ``"native"``, ``"onnxruntime"`` or
-            ``"torch"``.
+        backend: ``"auto"`` (on the CPU: ``"native"`` for the PET U-Net in fp32 or bf16, and in
+            fp32 for mDCSRN and RED-WGAN when the C kernels build, else ONNX Runtime when
+            installed and the network has a depth-major Winograd rewrite, else PyTorch),
+            ``"native"``, ``"onnxruntime"`` or ``"torch"``.
         winograd: on the CPU in fp32, run 3x3x3 convolutions as depth Winograd (natively or in
             ONNX Runtime; same function up to fp32 rounding); ``False`` with ``backend="auto"``
             runs PyTorch, with ``backend="onnxruntime"`` ONNX Runtime's direct convolutions.
