@@ -75,9 +75,10 @@ class Predictor:
     it is installed (also the fallback without a C compiler). The PET U-Net runs in its native
     form on the CPU (:mod:`volgan.inference.native_unet`: oneDNN's convolutions, no concatenation
     copies, its head one C pass where the kernels build; no compiler needed), in fp32, and in fast
-    mode in bf16 where oneDNN runs bf16 convolutions (CPUs with AVX-512 BF16 or AMX). Other networks run in PyTorch, on the CPU with strided transposed
-    convolutions as stride-1 convolutions plus a pixel shuffle (:mod:`volgan.inference.subpixel`),
-    which is exact and faster there.
+    mode in bf16 where oneDNN runs bf16 convolutions (CPUs with AVX-512 BF16 or AMX). Other
+    networks run in PyTorch, on the CPU with strided transposed convolutions as stride-1
+    convolutions plus a pixel shuffle (:mod:`volgan.inference.subpixel`), which is exact and
+    faster there.
 
     Two speeds:
 
