@@ -109,7 +109,7 @@ class NativePetUNet:
     def __init__(self, network: PetUNetGenerator, *, fused: bool | None = None, dtype: torch.dtype = torch.float32):
         if dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"the native U-Net runs in float32 or bfloat16, not {dtype}")
-        if dtype != torch.float32 and (fused is False or not fused_pointwise_available(dtype)):
+        if dtype != torch.float32 and (fused is False or not native_dtype_available(dtype)):
             raise ValueError(f"the native U-Net in {dtype} needs oneDNN's fused {dtype} convolutions, which this "
                              "PyTorch build or CPU does not have")
         self.multiple, self.residual, self.dtype = network.multiple, network.residual, dtype
