@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from volgan.io.claimed_size import check_claimed_size
 from volgan.io.errors import VolumeError
 from volgan.io.validate import as_3d, check_spacing, check_values
 from volgan.io.volume import Volume
@@ -36,7 +37,9 @@ def read_nifti(path: str | os.PathLike, *, units: str | None = None, check: bool
     """Read a 3D NIfTI file into a float32 :class:`Volume`.
 
     Scaling (``scl_slope``/``scl_inter``) is applied. Raises :class:`VolumeError` naming the file
-    for a missing, unreadable, truncated, non-3D, empty or NaN/inf-filled file.
+    for a missing, unreadable, truncated, non-3D, empty or NaN/inf-filled file, and, before any
+    voxel is read, for a header claiming more data than the file holds or than the memory budget
+    allows (:func:`volgan.io.claimed_size.check_claimed_size`).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -49,6 +52,8 @@ def read_nifti(path: str | os.PathLike, *, units: str | None = None, check: bool
         raise VolumeError(path, f"is not a valid gzip-compressed NIfTI file ({err})") from err
     except Exception as err:  # nibabel raises ImageFileError, HeaderDataError, OSError...
         raise VolumeError(path, f"is not a readable NIfTI image ({type(err).__name__}: {err})") from err
+    header, proxy = img.header, img.dataobj  # the proxy knows where the voxel data starts
+    check_claimed_size(path, proxy.shape, proxy.dtype, int(getattr(proxy, "offset", header.get_data_offset())))
     try:
         data = np.asarray(img.dataobj, dtype=np.float32)
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
@@ -60,7 +65,6 @@ def read_nifti(path: str | os.PathLike, *, units: str | None = None, check: bool
     if check:
         check_spacing(tuple(np.linalg.norm(affine[:3, :3], axis=0)), path)
         check_values(data, path)
-    header = img.header
     descrip = ""
     if "descrip" in header:
         descrip = header["descrip"].tobytes().split(b"\x00")[0].decode("latin-1")
