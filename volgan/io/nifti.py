@@ -12,12 +12,14 @@ import numpy as np
 
 from volgan.io.claimed_size import check_claimed_size
 from volgan.io.errors import VolumeError
+from volgan.io.nifti_header import NiftiHeaderInfo, apply_header_info, header_info
 from volgan.io.validate import as_3d, check_spacing, check_values
 from volgan.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
-UNITS_TAG = "volgan units="  # the NIfTI description volgan writes: the values' units
+UNITS_TAG = "volgan units="  # the comment (and, without an input description, the description): the values' units
+COMMENT_ECODE = 6  # NIFTI_ECODE_COMMENT
 
 
 def is_nifti(path: str | os.PathLike) -> bool:
@@ -61,23 +63,32 @@ def read_nifti(path: str | os.PathLike, *, units: str | None = None, check: bool
     except (ValueError, OSError) as err:
         raise VolumeError(path, f"is truncated: the header promises more voxel data than the file holds ({err})") from err
     data = as_3d(data, path)
-    affine = np.asarray(img.affine, dtype=np.float64)
+    info = header_info(header, np.asarray(img.affine, dtype=np.float64))
+    affine = info.affine
     if check:
         check_spacing(tuple(np.linalg.norm(affine[:3, :3], axis=0)), path)
         check_values(data, path)
-    descrip = ""
-    if "descrip" in header:
-        descrip = header["descrip"].tobytes().split(b"\x00")[0].decode("latin-1")
-    if units is None and descrip.startswith(UNITS_TAG):  # written by volgan: its units round-trip
-        units = descrip[len(UNITS_TAG):].strip() or None
+    if units is None:
+        units = value_units(header)
     return Volume(
         array=data,
         affine=affine,
         path=path,
         units=units or "a.u.",
         dtype=np.dtype(img.get_data_dtype()),
-        meta={"descrip": descrip, "xyzt_units": header.get_xyzt_units() if hasattr(header, "get_xyzt_units") else None},
+        meta={"descrip": info.descrip, "xyzt_units": (info.spatial_unit, info.time_unit), "nifti": info},
     )
+
+
+def value_units(header: nib.Nifti1Header) -> str | None:
+    """The values' units volgan wrote into ``header``: its comment extension, else its description."""
+    texts = [bytes(ext.get_content()).decode("utf-8", "replace") for ext in header.extensions
+             if ext.get_code() == COMMENT_ECODE]
+    texts.append(header["descrip"].tobytes().split(b"\x00")[0].decode("latin-1"))
+    for text in texts:
+        if text.startswith(UNITS_TAG):
+            return text[len(UNITS_TAG):].strip() or None
+    return None
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
@@ -90,8 +101,12 @@ def temporary_path(path: str | os.PathLike) -> Path:
 def write_nifti(volume: Volume, path: str | os.PathLike, *, dtype: np.dtype | str = np.float32) -> Path:
     """Write ``volume`` to ``path`` atomically (temporary name, then rename).
 
-    An interrupted write never leaves a truncated file under the final name. The affine is
-    written as both qform and sform; ``descrip`` records the units.
+    An interrupted write never leaves a truncated file under the final name. A volume read from
+    a NIfTI file is written with that file's sform and qform (each with its code, moved onto the
+    output's grid), spatial and time units (the affine is converted back from mm), intent and
+    description (:mod:`volgan.io.nifti_header`); any other volume in mm, its affine as an
+    "aligned" sform and an "unknown" qform. The values' units go in a comment extension, and in
+    the description when the input had none.
     """
     path = Path(path)
     if not is_nifti(path):
@@ -102,8 +117,18 @@ def write_nifti(volume: Volume, path: str | os.PathLike, *, dtype: np.dtype | st
     if not os.access(parent, os.W_OK):
         raise VolumeError(parent, "output folder is not writable")
     img = nib.Nifti1Image(np.asarray(volume.array).astype(dtype, copy=False), volume.affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.header["descrip"] = f"{UNITS_TAG}{volume.units}"[:79].encode()
+    info = volume.meta.get("nifti")
+    descrip = ""
+    if isinstance(info, NiftiHeaderInfo):
+        apply_header_info(img, info, np.asarray(volume.affine, dtype=np.float64))
+        descrip = info.descrip
+    else:
+        img.header.set_xyzt_units("mm", "sec")
+    tag = f"{UNITS_TAG}{volume.units}"
+    if not descrip or descrip.startswith(UNITS_TAG):
+        descrip = tag
+    img.header["descrip"] = descrip.encode("latin-1", "replace")[:79]
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(COMMENT_ECODE, tag.encode("utf-8")))
     tmp = temporary_path(path)
     try:
         nib.save(img, tmp)
