@@ -12,7 +12,8 @@ from volgan.inference import Predictor
 from volgan.inference import native_kernels
 from volgan.inference.fused_pointwise import fused_pointwise_available
 from volgan.inference.native import native_network
-from volgan.inference.native_unet import NativePetUNet, native_dtype_available
+from volgan.inference.fused_pointwise import PointwiseConv3d
+from volgan.inference.native_unet import BF16_CHANNEL_MULTIPLE, NativePetUNet, native_dtype_available, widened
 from volgan.networks import ConcatenatedGenerator, PetUNetGenerator
 
 
@@ -87,6 +88,69 @@ def test_the_bf16_form_computes_the_network_to_bf16_precision(make, shape, kerne
     data_range = float(ref.max() - ref.min())
     assert err.max() < 0.05 * data_range and err.max() > 0  # bf16: 8 significant bits per layer
     assert 10 * torch.log10(data_range**2 / (err**2).mean()) > 35
+
+
+@pytest.mark.parametrize("channels, residual, in_channels, shape", [
+    ((5, 7), False, 1, (1, 1, 3, 5, 4)),  # odd widths
+    ((3, 5, 9), True, 1, (2, 1, 9, 7, 5)),  # a batch, three levels
+    ((4, 8, 8), True, 2, (1, 2, 9, 13, 30)),  # two image channels (kept as they are)
+    ((1, 1), False, 1, (1, 1, 1, 1, 1)),  # one voxel, padded to 4^3 and cropped back
+    ((16, 20), True, 1, (1, 1, 4, 4, 4)),  # one level already a multiple
+])
+def test_widening_keeps_the_function(channels, residual, in_channels, shape):
+    """The widened network (zero channels up to a multiple of 16) computes exactly what the network does."""
+    net = randomised(PetUNetGenerator(channels=channels, residual=residual, in_channels=in_channels))
+    wide = widened(net, 16)
+    assert all(c % 16 == 0 for c in wide.channels) and wide.encoder[0][0].in_channels == in_channels
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        assert torch.equal(wide(x), net(x))
+    ready = randomised(PetUNetGenerator(channels=(16, 32)))
+    assert widened(ready, 16) is ready
+
+
+@needs_bf16
+@pytest.mark.parametrize("channels, in_channels, shape", [
+    ((5, 7), 1, (1, 1, 3, 5, 4)),
+    ((3, 5, 9), 1, (2, 1, 9, 7, 5)),
+    ((4, 8, 8), 2, (1, 2, 9, 13, 30)),
+    ((1, 1), 1, (1, 1, 1, 1, 1)),
+])
+def test_the_bf16_form_runs_only_whole_channel_blocks(channels, in_channels, shape):
+    """Odd widths, tiny volumes, a batch, two image channels: every bf16 convolution has a
+    multiple of 16 channels in and out (but the image's), and the form computes the network."""
+    net = randomised(PetUNetGenerator(channels=channels, residual=True, in_channels=in_channels))
+    native = NativePetUNet(net, dtype=torch.bfloat16)
+    convolutions = [native.top_part, *native.encoder[1:], *(c for _, parts in native.decoder for _, c in parts)]
+    if native.decoded_part is not None:
+        convolutions.append(native.decoded_part)
+    assert all(isinstance(c, PointwiseConv3d) and c.in_channels % BF16_CHANNEL_MULTIPLE == 0 for c in convolutions)
+    assert native.encoder[0].in_channels == in_channels
+    assert all(c.out_channels % BF16_CHANNEL_MULTIPLE == 0 for c in native.encoder)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        ref = net(x)
+    y = native(x)
+    assert y.shape == ref.shape and bool(torch.isfinite(y).all())
+    scale = max(float(ref.max() - ref.min()), float(ref.abs().max()))  # (one voxel: its value)
+    assert (y - ref).abs().max() <= 0.05 * scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_strided_inputs_give_the_contiguous_inputs_result(dtype):
+    """A view with strides (a crop of a larger tensor, channels-last, a batch slice) gives the same
+    output as its contiguous copy, and the input is left alone."""
+    if not native_dtype_available(dtype):
+        pytest.skip("oneDNN runs no bf16 convolutions on this CPU")
+    net = randomised(PetUNetGenerator(channels=(5, 7), residual=True))
+    native = NativePetUNet(net, dtype=dtype)
+    big = torch.randn(3, 1, 12, 14, 10)
+    views = [big[1:2, :, 1:10, 2:13, ::2], big[::2, :, :8, :8, :8],
+             big[:1].contiguous(memory_format=torch.channels_last_3d), big[:1].permute(0, 1, 4, 3, 2)]
+    before = big.clone()
+    for view in views:
+        assert torch.equal(native(view), native(view.contiguous()))
+    assert torch.equal(big, before)
 
 
 @needs_bf16

@@ -40,6 +40,12 @@ weights) a warm fast-mode pass took 179 ms against 224 ms for PyTorch under auto
 
 Set-up folds and rearranges weights only (no tracing or deep copies), which matters for the
 one-window whole-volume runs that fast mode makes for PET.
+
+In bf16 every layer is first widened to a multiple of :data:`BF16_CHANNEL_MULTIPLE` channels
+(:func:`widened`: zero weights, the same function), so that oneDNN's bf16 convolutions only see
+the channel blockings of the shipped presets. With odd widths (5 and 7) the output of oneDNN's
+AMX bf16 convolutions held values from memory they never wrote (up to 7e28 on an Intel Xeon with
+AMX); the widened form avoids those channel tails on every CPU.
 """
 
 from __future__ import annotations
@@ -66,6 +72,74 @@ CHANNELS_LAST = torch.channels_last_3d
 # the last decoder level's convolution runs in parts of at least this many output channels (with
 # fewer, oneDNN's convolution was slower: 8 parts of 16 took 1.3x as long as one of 128)
 PART_CHANNELS = 32
+# in bf16, every layer's width is rounded up to a multiple of this many channels (see the module docstring)
+BF16_CHANNEL_MULTIPLE = 16
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _halves(width: int, wide: int) -> torch.Tensor:
+    """Where the channels of a concatenation of two ``width``-channel halves go when each half is
+    ``wide`` channels."""
+    return torch.cat([torch.arange(width), wide + torch.arange(width)])
+
+
+@torch.no_grad()
+def _embed(target: torch.Tensor, source: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor | None = None) -> None:
+    """``target`` zeroed, then ``source`` written into its rows ``rows`` (and columns ``columns``
+    of the second axis)."""
+    target.zero_()
+    if columns is None:
+        target[rows] = source
+    else:
+        target[rows[:, None], columns[None, :]] = source
+
+
+def widened(network: PetUNetGenerator, multiple: int) -> PetUNetGenerator:
+    """``network`` with every layer's width rounded up to a multiple of ``multiple`` (the image
+    channels as they are): the added channels have zero weights, biases and BatchNorm shifts, so
+    they hold zeros and the output is the same. ``network`` itself when its widths already are."""
+    widths = tuple(_round_up(c, multiple) for c in network.channels)
+    if widths == tuple(network.channels):
+        return network
+    in_channels = network.encoder[0][0].in_channels
+    wide = PetUNetGenerator(channels=widths, residual=network.residual, in_channels=in_channels).eval()
+    narrow_widths = tuple(network.channels)
+    image = torch.arange(in_channels)
+    for level, (down, new) in enumerate(zip(network.encoder, wide.encoder)):
+        rows = torch.arange(narrow_widths[level])
+        columns = image if level == 0 else torch.arange(narrow_widths[level - 1])
+        _embed(new[0].weight, down[0].weight, rows, columns)
+        if down[0].bias is not None:
+            _embed(new[0].bias, down[0].bias, rows)
+        if len(down) == 3:
+            _copy_batchnorm(new[1], down[1], rows)
+    top = len(narrow_widths) - 1
+    for index, (up, new) in enumerate(zip(network.decoder, wide.decoder)):
+        level = top - index  # the encoder level this decoder level reads
+        inputs = (torch.arange(narrow_widths[level]) if level == top
+                  else _halves(narrow_widths[level], widths[level]))
+        _embed(new[0].weight, up[0].weight, inputs, torch.arange(narrow_widths[level - 1]))
+        _copy_batchnorm(new[1], up[1], torch.arange(narrow_widths[level - 1]))
+    _embed(wide.head.weight, network.head.weight, _halves(narrow_widths[0], widths[0]), image)
+    _embed(wide.head.bias, network.head.bias, image)
+    return wide
+
+
+@torch.no_grad()
+def _copy_batchnorm(target: nn.BatchNorm3d, source: nn.BatchNorm3d, rows: torch.Tensor) -> None:
+    """``source``'s statistics and affine in ``target``'s channels ``rows``; the others map zero to
+    zero (mean 0, shift 0)."""
+    target.eps = source.eps
+    target.running_var.fill_(1.0)
+    target.running_var[rows] = source.running_var
+    _embed(target.running_mean, source.running_mean, rows)
+    if target.affine:
+        target.weight.fill_(1.0)
+        target.weight[rows] = source.weight
+        _embed(target.bias, source.bias, rows)
 
 
 def _down_supported(down: nn.Module) -> bool:
@@ -100,8 +174,9 @@ class NativePetUNet:
             PyTorch has them.
         dtype: the precision of the convolutions and of the activations between them:
             ``torch.float32`` or ``torch.bfloat16`` (oneDNN's fused convolutions only, see
-            :func:`native_dtype_available`). The input, the residual addition and the output stay
-            float32.
+            :func:`native_dtype_available`), its layers widened to multiples of
+            :data:`BF16_CHANNEL_MULTIPLE` channels (:func:`widened`). The input, the residual
+            addition and the output stay float32.
     """
 
     winograd = False
@@ -112,6 +187,8 @@ class NativePetUNet:
         if dtype != torch.float32 and (fused is False or not native_dtype_available(dtype)):
             raise ValueError(f"the native U-Net in {dtype} needs oneDNN's fused {dtype} convolutions, which this "
                              "PyTorch build or CPU does not have")
+        if dtype != torch.float32:
+            network = widened(network, BF16_CHANNEL_MULTIPLE)
         self.multiple, self.residual, self.dtype = network.multiple, network.residual, dtype
 
         def convolution(conv: nn.Conv3d, unary: str = "none", slope: float = 0.0) -> PointwiseConv3d | PlainConv3d:
