@@ -35,8 +35,11 @@ def bundle_predictor(bundle: str | Path, **overrides):
 def _infer(args: argparse.Namespace) -> int:
     import torch
 
+    from volgan.bundle_origin import warn_if_external
     from volgan.inference import BatchRunner
     from volgan.inference.sharding import Shard
+
+    warn_if_external(args.bundle)
 
     if args.suv_output and bundle_config(args.bundle).get("output_suv") is None:
         print(f"volgan: error: {args.bundle} has no output_suv setting; --suv-output is for PET bundles", file=sys.stderr)
