@@ -14,6 +14,7 @@ from volgan.data.modality_normalise import HuWindow, Normalised, ScaleBySuvd, Su
 from volgan.data.normalise import LinearScale, PercentileScaler, ScaleByPercentiled
 from volgan.data.paired_dataset import LoadAlignedPaird, items, paired_dataset, patch_transforms
 from volgan.data.paired_subject import AlignedPair, AlignSettings, PairedSubject, PairError, RegistrationQualityError
+from volgan.data.training_folders import folder_pairs, folder_volumes
 
 __all__ = [
     "AlignSettings",
@@ -31,6 +32,8 @@ __all__ = [
     "ScaleBySuvd",
     "SuvScaler",
     "WindowScale",
+    "folder_pairs",
+    "folder_volumes",
     "items",
     "load_manifest",
     "manifest_targets",
