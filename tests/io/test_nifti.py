@@ -151,3 +151,16 @@ def test_units_written_by_volgan_come_back(tmp_path):
     assert read_nifti(tmp_path / "suv.nii.gz", units="Bq/ml").units == "Bq/ml"  # the caller's word wins
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), tmp_path / "foreign.nii.gz")
     assert read_nifti(tmp_path / "foreign.nii.gz").units == "a.u."
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (48, 48, 1), (1, 48, 48), (48, 1, 48), (48, 48, 1, 1)])
+def test_a_single_slice_is_refused_however_it_is_stored(tmp_path, shape):
+    path = tmp_path / "slice.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones(shape, np.float32), np.eye(4)), path)
+    message = _expect(path, "2D image", f"shape {shape}", "3D volume")
+    assert "at least 2 voxels along every axis" in message or len(shape) == 2
+
+
+def test_two_slices_are_a_small_volume(tmp_path):
+    nib.save(nib.Nifti1Image(np.ones((48, 48, 2), np.float32), np.eye(4)), tmp_path / "thin.nii.gz")
+    assert read_volume(tmp_path / "thin.nii.gz").shape == (48, 48, 2)

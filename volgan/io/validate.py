@@ -8,7 +8,9 @@ from volgan.io.errors import VolumeError
 
 
 def as_3d(array: np.ndarray, path: str) -> np.ndarray:
-    """Return ``array`` as 3D, squeezing trailing singleton dimensions, or raise VolumeError."""
+    """Return ``array`` as 3D, squeezing trailing singleton dimensions beyond the third, or raise
+    VolumeError. A single slice is a 2D image however it is stored: ``(X, Y)`` and ``(X, Y, 1)``
+    (or a singleton along any axis) are refused alike; two slices are a small volume."""
     arr = array
     while arr.ndim > 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
@@ -24,6 +26,12 @@ def as_3d(array: np.ndarray, path: str) -> np.ndarray:
         raise VolumeError(path, f"has {array.ndim} dimensions (shape {tuple(array.shape)}); volgan needs 3D")
     if min(arr.shape) < 1:
         raise VolumeError(path, f"has an empty dimension (shape {tuple(arr.shape)})")
+    if min(arr.shape) == 1:
+        raise VolumeError(
+            path,
+            f"is a 2D image stored as a single slice (shape {tuple(array.shape)}); volgan needs a 3D volume, "
+            "with at least 2 voxels along every axis",
+        )
     return arr
 
 
