@@ -32,6 +32,27 @@ def bundle_predictor(bundle: str | Path, **overrides):
     return bundle_config(bundle, **overrides).get_parsed_content("predictor")
 
 
+def bundle_model_identity(bundle: str | Path) -> dict:
+    """What identifies a bundle's model in the provenance of its outputs: its folder and the hashes
+    of its inference config and of the weights its ``ckpt_path`` names."""
+    from volgan.inference.provenance import bundle_model
+
+    parser = bundle_config(bundle)
+    checkpoint = parser.get_parsed_content("ckpt_path") if "ckpt_path" in parser else None
+    return bundle_model(bundle, checkpoint)
+
+
+def bundle_modality(bundle: str | Path) -> str | None:
+    """The modality of a bundle's input image from its ``configs/metadata.json`` (None if not stated)."""
+    import json
+
+    try:
+        meta = json.loads((Path(bundle) / "configs" / "metadata.json").read_text())
+        return meta["network_data_format"]["inputs"]["image"]["modality"] or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _infer(args: argparse.Namespace) -> int:
     import torch
 
@@ -62,12 +83,16 @@ def _infer(args: argparse.Namespace) -> int:
         output_suv=True if args.suv_output else None,
     )
     runner = BatchRunner(predictor, args.inputs, args.output, overwrite=args.overwrite, qa=args.qa,
-                         raise_on_failure=False, shard=shard)
+                         raise_on_failure=False, shard=shard, model=bundle_model_identity(args.bundle),
+                         modality=bundle_modality(args.bundle), strict=args.strict)
     results = runner.run()
     failed = [r for r in results if r.status == "failed"]
     if shard.rank == 0:
         for r in failed:
             print(f"FAILED {r.error}", file=sys.stderr)
+        for r in results:
+            if r.warning:
+                print(f"WARNING {r.warning}", file=sys.stderr)
         print(
             f"{sum(r.status == 'done' for r in results)} done, {sum(r.status == 'skipped' for r in results)} skipped, "
             f"{len(failed)} failed; report: {Path(args.output) / runner.report_name}.csv (.json)"
@@ -107,7 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--suv-output", action="store_true",
                        help="PET bundles: write SUV instead of the input's units (Bq/ml for DICOM PET in BQML)")
     infer.add_argument("--qa", action="store_true", help="also write <name>_qa.png (input / output mid slices)")
-    infer.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    infer.add_argument("--overwrite", action="store_true",
+                       help="recompute outputs that already exist, also those made from another input, by another "
+                            "model or with other options (refused as conflicts without it)")
+    infer.add_argument("--strict", action="store_true",
+                       help="fail an input with values the model cannot represent (e.g. negative values into a "
+                            "model whose output is non-negative; a DICOM modality the bundle is not for) "
+                            "instead of warning")
     infer.set_defaults(func=_infer)
     from volgan import pairs_cli
     from volgan.label.serve import add_parser as add_label_parser
