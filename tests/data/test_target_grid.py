@@ -60,3 +60,35 @@ def test_invalid_spacing_and_interpolation():
         resample_to_target(vol, 0.0)
     with pytest.raises(ValueError, match="interpolation"):
         resample_to_target(vol, 1.0, "sinc")
+
+
+def test_a_target_grid_that_throws_away_in_plane_resolution_is_refused(tmp_path):
+    import nibabel as nib
+
+    from volgan.inference.target_grid import TargetGridPredictor
+    from volgan.io import VolumeError, read_volume
+
+    path = tmp_path / "micro.nii.gz"
+    array = np.random.default_rng(0).random((50, 50, 4)).astype(np.float32) + 1
+    nib.save(nib.Nifti1Image(array, np.diag([0.1, 0.1, 10.0, 1.0])), path)
+    vol = read_volume(path)
+    with pytest.raises(VolumeError) as info:
+        resample_to_target(vol, 1.0)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "axis 0 from 50 to 5 voxels (0.1 mm -> 1 mm)" in message, message
+    assert "axis 1 from 50 to 5" in message and "axis 2" not in message
+    with pytest.raises(VolumeError, match="from 50 to 5 voxels"):
+        TargetGridPredictor(predictor=None, spacing=1.0).prepare(vol)
+    assert resample_to_target(vol, [0.1, 0.1, 1.0]).shape == (50, 50, 40)
+
+
+def test_a_mild_coarsening_warns_and_a_negligible_one_is_silent(caplog):
+    vol = Volume(np.ones((40, 40, 4), np.float32), np.diag([0.5, 0.5, 5.0, 1.0]), path="half.nii.gz")
+    with caplog.at_level("WARNING", logger="volgan.data.target_grid"):
+        assert resample_to_target(vol, 1.0).shape == (20, 20, 20)
+    assert "half.nii.gz" in caplog.text and "axis 0 from 40 to 20 voxels" in caplog.text
+    caplog.clear()
+    near = Volume(np.ones((40, 40, 4), np.float32), np.diag([0.977, 0.977, 4.0, 1.0]))
+    with caplog.at_level("WARNING", logger="volgan.data.target_grid"):
+        resample_to_target(near, 1.0)
+    assert caplog.text == ""
