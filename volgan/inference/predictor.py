@@ -19,6 +19,7 @@ from volgan.inference.allocator import keep_freed_memory
 from volgan.inference.buffered_dense import BufferedDenseBlock, buffer_dense_blocks
 from volgan.inference.concat_pointwise import ConcatPointwiseConv3d, split_concat_pointwise
 from volgan.inference.depth_major import depth_major_network
+from volgan.inference.forward_guard import Verdict, check_form, finite_where_input_is
 from volgan.inference.fused_pointwise import (
     PointwiseConv3d,
     fold_batchnorm_after_add,
@@ -184,8 +185,10 @@ class Predictor:
         # the native form copies what it needs; other backends run a folded copy of the network
         # (moved and converted below: never the caller's module itself)
         self.network = network
+        self._reference, self._folded = network, False
         if self._native is None:
             folded = fold_batchnorm(network)
+            self._folded = folded is not network
             self.network = (copy.deepcopy(network) if folded is network else folded).to(self.device)
         try_rewrite = (use_winograd and self._native is None and backend in ("auto", "onnxruntime")
                        and onnxruntime_available() and any(map(worth_winograd, network.modules())))
@@ -241,6 +244,49 @@ class Predictor:
             keep_freed_memory()  # large host allocations reused: no page faults on every pass
         if self.channels_last and self._native is None:
             self.network = self.network.to(memory_format=torch.channels_last_3d)
+        # every form but the plain network proves itself on a probe first (forward_guard)
+        self.guard: Verdict | None = None
+        form = self.form_name()
+        if form is not None:
+            self.guard = check_form(form, self._run, self._reference_on_device(), precision=self.precision,
+                                    device=self.device, network=self._reference)
+            if not self.guard.passed:
+                self._use_plain()
+
+    def form_name(self) -> str | None:
+        """What runs the network, e.g. ``"PetUNetGenerator as native NativePetUNet in bf16 on cpu"``;
+        ``None`` for the plain network (PyTorch, fp32, no rewrite)."""
+        if self.backend == "native":
+            how = f"native {type(self._native).__name__}" + (" (Winograd)" if self.winograd else "")
+        elif self.backend == "onnxruntime":
+            how = "ONNX Runtime" + (" (depth-major Winograd)" if self.winograd else "")
+        else:
+            rewrites = [name for name, on in (
+                ("folded BatchNorm", self._folded), ("sub-pixel transposed convolutions", self.subpixel),
+                ("buffered dense blocks", self.buffered_dense), ("split concatenation", self.split_concat),
+                ("fused convolutions", self.fused), ("BatchNorm+ELU pass", self.norm_elu),
+                ("fp32 layers", self.fp32_layers), ("channels-last", self.channels_last),
+                (f"{self.precision} autocast", self.precision != "fp32")) if on]
+            if not rewrites:
+                return None
+            how = f"PyTorch with {', '.join(rewrites)}"
+        return f"{type(self._reference).__name__} as {how} in {self.precision} on {self.device.type}"
+
+    def _reference_on_device(self) -> nn.Module:
+        """The caller's network (eval mode) on this predictor's device: itself when it is there."""
+        parameter = next(self._reference.parameters(), None)
+        if parameter is None or parameter.device == self.device:
+            return self._reference
+        return copy.deepcopy(self._reference).to(self.device)
+
+    def _use_plain(self) -> None:
+        """Run the caller's network as it is, in fp32 on this predictor's device (a copy when it
+        lies elsewhere), with no accelerated form."""
+        self.network = self._reference_on_device()
+        self._native = self._onnx = None
+        self.backend, self.precision, self.channels_last, self._folded = "torch", "fp32", False, False
+        self.winograd = self.fused = self.buffered_dense = self.split_concat = self.norm_elu = False
+        self.subpixel, self.fp32_layers = 0, []
 
     def _convolution_flops(self) -> dict[str, float]:
         """FLOPs per convolution, probed on a small input; empty (every layer in reduced precision,
@@ -286,6 +332,23 @@ class Predictor:
         return max(1, min(self.sw_batch_size, FAST_BATCH_VOXELS // math.prod(plan.window)))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on a batch of windows. A non-finite output for a finite input discards the
+        accelerated form (one warning) and reruns the batch on the plain network; from the plain
+        network it is an error."""
+        y = self._run(x)
+        if finite_where_input_is(y, x):
+            return y
+        if self.form_name() is not None:
+            logger.warning("%s discarded, the plain network runs instead: it gave NaN or infinite values for a "
+                           "finite input window %s", self.form_name(), tuple(x.shape))
+            self._use_plain()
+            y = self._run(x)
+            if finite_where_input_is(y, x):
+                return y
+        raise FloatingPointError(f"{type(self._reference).__name__} gave NaN or infinite values for a finite input "
+                                 f"window {tuple(x.shape)} (plain network, fp32): check its weights")
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self._native is not None:
             return self._native(x)
         if self._onnx is not None:
