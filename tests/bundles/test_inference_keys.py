@@ -1,0 +1,80 @@
+"""Every option a bundle's inference.yaml documents reaches its predictor and changes it.
+
+Each bundle's options are its top-level scalar and list keys (not paths, the device or objects).
+The tests below name, for each, an override and what it changes; a key without an entry fails,
+so an option added to a config without wiring and a test here is caught.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from monai.bundle import ConfigParser
+
+from volgan.inference import Predictor
+
+BUNDLES = Path(__file__).parents[2] / "bundles"
+# keys that are not predictor options: paths, the device, objects and the run list
+NOT_OPTIONS = {"imports", "bundle_root", "dataset_dir", "output_dir", "ckpt_path", "device", "network", "run"}
+
+
+def _options(bundle: str) -> set[str]:
+    config = yaml.safe_load((BUNDLES / bundle / "configs" / "inference.yaml").read_text())
+    return {k for k, v in config.items() if k not in NOT_OPTIONS and not isinstance(v, dict)}
+
+
+def _predictor(bundle: str, overrides: dict):
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / bundle / "configs" / "inference.yaml"))
+    parser.update({"bundle_root": str(BUNDLES / bundle), "device": "$torch.device('cpu')", **overrides})
+    return parser.get_parsed_content("predictor", instantiate=True)
+
+
+def _inner(predictor) -> Predictor:
+    """The :class:`Predictor` (the SR bundle wraps it in a TargetGridPredictor)."""
+    return getattr(predictor, "predictor", predictor)
+
+
+# key -> (overrides, what it reads from the bundle's predictor); both overridden values differ from the defaults
+COMMON = {
+    "fast": ({"fast": True}, lambda p: _inner(p).fast),
+    "precision": ({"precision": "bf16"}, lambda p: _inner(p).precision),
+    "channels_last": ({"channels_last": True}, lambda p: _inner(p).channels_last),
+    "backend": ({"backend": "torch"}, lambda p: _inner(p).backend),
+    "roi_size": ({"roi_size": [32, 32, 32]}, lambda p: _inner(p).roi_size),
+    "sw_batch_size": ({"sw_batch_size": 3}, lambda p: _inner(p).sw_batch_size),
+    "overlap": ({"overlap": 0.5}, lambda p: _inner(p).overlap),
+}
+PER_BUNDLE = {
+    "pet_lowdose_cgan": {
+        "max_window": ({"max_window": [96, 96, 96]}, lambda p: p.max_window),
+        "suv_max": ({"suv_max": 5.0}, lambda p: p.normaliser.suv_max),
+        "units_per_suv": ({"units_per_suv": 1000.0}, lambda p: p.normaliser.units_per_suv),
+        "output_suv": ({"output_suv": True}, lambda p: p.normaliser.output_suv),
+    },
+    "mri_denoise_redwgan": {
+        # the cheapest layers in fp32: only with reduced precision in PyTorch
+        "fp32_share": ({"fp32_share": 0.1, "fast": True, "precision": "bf16", "backend": "torch"},
+                       lambda p: (p.fp32_layers != [], p.precision)),
+    },
+    "mri_sr_mdcsrn": {
+        "mode": ({"mode": "kspace"}, lambda p: p.spacing),
+        "target_spacing": ({"target_spacing": 2.0}, lambda p: p.spacing),
+        "interpolation": ({"interpolation": "linear"}, lambda p: p.interpolation),
+    },
+}
+# the baseline each override is compared with (fp32_share: the same mode with no fp32 layers)
+BASELINE = {"fp32_share": {"fp32_share": 0.0, "fast": True, "precision": "bf16", "backend": "torch"}}
+
+
+@pytest.mark.parametrize("bundle", sorted(PER_BUNDLE))
+def test_every_documented_key_reaches_and_changes_the_predictor(bundle):
+    table = {**COMMON, **PER_BUNDLE[bundle]}
+    assert _options(bundle) == set(table), f"{bundle}: options without a wiring test, or tests of absent options"
+    default = _predictor(bundle, {})
+    for key, (overrides, read) in table.items():
+        baseline = _predictor(bundle, BASELINE[key]) if key in BASELINE else default
+        changed = _predictor(bundle, overrides)
+        assert read(changed) != read(baseline), f"{bundle}: {key}={overrides[key]!r} did not change the predictor"
