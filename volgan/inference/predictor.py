@@ -101,6 +101,13 @@ class Predictor:
       Outputs differ slightly near window seams; see the README for measured differences. Use
       fp32 default mode for quantitative work.
 
+    Every form other than the plain network (native, ONNX Runtime, rewritten layers, reduced
+    precision) first runs on a probe input next to the plain network in fp32; beyond its
+    precision's bound it is discarded with one warning and the plain network runs
+    (:mod:`volgan.inference.forward_guard`; ``Predictor.guard`` holds the verdict). A window whose
+    output has NaN or infinite values although its input had none also discards the form, and
+    from the plain network raises ``FloatingPointError``.
+
     Args:
         network: the generator (fully convolutional, ``(B, 1, D, H, W)`` -> same shape).
         checkpoint: optional weights file, loaded with ``weights_only=True``.
