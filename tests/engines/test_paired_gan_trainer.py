@@ -121,3 +121,24 @@ def test_resume_from_checkpoint(tmp_path):
     resumed.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.append(e.state.iteration))
     resumed.run()
     assert seen[0] == 9 and resumed.state.iteration == 12
+
+
+def test_cpu_amp_trains_both_networks_under_bf16_autocast_only_when_asked():
+    dtypes = {}
+    for cpu_amp in (True, False):
+        torch.manual_seed(0)
+        gen, critic = Scale(), RedWganCritic((4, 8, 8), channels=(4, 4, 4))
+        seen = []
+        gen.conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        trainer = PairedGanTrainer(
+            device="cpu", max_epochs=1, train_data_loader=make_loader(n=2), generator=gen, critic=critic,
+            g_optimizer=torch.optim.Adam(gen.parameters(), 1e-2), d_optimizer=torch.optim.Adam(critic.parameters(), 1e-3),
+            content_loss=nn.MSELoss(), n_critic=1, amp=True, cpu_amp=cpu_amp, decollate=False,
+        )
+        before = gen.conv.weight.detach().clone()
+        trainer.run()
+        assert gen.conv.weight.dtype == torch.float32 and not torch.equal(before, gen.conv.weight)
+        assert torch.isfinite(torch.tensor(trainer.state.output["loss"]))
+        dtypes[cpu_amp] = set(seen)
+    assert dtypes[True] == {torch.bfloat16}
+    assert dtypes[False] == {torch.float32}

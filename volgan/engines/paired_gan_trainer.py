@@ -13,6 +13,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from volgan.engines.distributed import average_gradients, broadcast_parameters
+from volgan.hardware import cpu_has_fast_bf16
 from volgan.losses.adversarial import AdversarialLoss
 from volgan.losses.gradient_penalty import gradient_penalty
 
@@ -43,8 +44,9 @@ class PairedGanTrainer(Trainer):
       adversarial_weight * adversarial``;
     - a content-only warm-up: for the first ``warmup_iterations`` iterations only the
       generator's content loss is optimised and the critic is left alone;
-    - automatic mixed precision when ``amp=True`` and the device is CUDA (the gradient penalty is
-      computed in float32);
+    - automatic mixed precision when ``amp=True``: fp16 with gradient scaling on CUDA, bf16 autocast
+      on CPUs with native bf16 (AVX-512 BF16 or AMX; ``cpu_amp=None`` decides by the CPU flags,
+      ``True``/``False`` forces it); the gradient penalty is computed in float32;
     - under ``torch.distributed`` (e.g. ``torchrun``), weights are broadcast from rank 0 at start
       and gradients averaged over ranks, with any backend (gloo on CPU, nccl on GPUs).
 
@@ -71,6 +73,7 @@ class PairedGanTrainer(Trainer):
         n_critic: critic steps per generator step.
         warmup_iterations: content-only iterations before adversarial training starts.
         conditional: the critic sees ``cat(source, image)``.
+        cpu_amp: bf16 autocast on the CPU when ``amp`` is set (None: where the CPU runs bf16 natively).
         epoch_length, non_blocking, prepare_batch, train_handlers, amp, postprocessing,
         key_train_metric, additional_metrics, decollate: as in ``monai.engines.Trainer``.
     """
@@ -103,6 +106,7 @@ class PairedGanTrainer(Trainer):
         key_train_metric: dict | None = None,
         additional_metrics: dict | None = None,
         decollate: bool = True,
+        cpu_amp: bool | None = None,
     ) -> None:
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
@@ -131,6 +135,7 @@ class PairedGanTrainer(Trainer):
         self.content_weight, self.perceptual_weight = float(content_weight), float(perceptual_weight)
         self.adversarial_weight, self.gp_weight = float(adversarial_weight), float(gp_weight)
         self.n_critic, self.warmup_iterations, self.conditional = int(n_critic), int(warmup_iterations), conditional
+        self.cpu_bf16 = bool(amp and device.type == "cpu" and (cpu_has_fast_bf16() if cpu_amp is None else cpu_amp))
         self.g_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.d_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         broadcast_parameters(self.generator)
@@ -138,6 +143,8 @@ class PairedGanTrainer(Trainer):
 
     # ---------------------------------------------------------------- helpers
     def _autocast(self):
+        if self.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast("cuda") if self.amp else nullcontext()
 
     def _critic_input(self, source: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
