@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from volgan.degrade.kspace import central_band, truncate_kspace, truncate_kspace_volume
 from volgan.degrade.pet import PetData, PetScanner, SimulateLowDosePetd, gaussian_blur_mm, simulate_doses
+from volgan.degrade.pet_image_noise import image_noise_doses
 from volgan.degrade.pet_osem import osem, subset_sensitivities
 from volgan.degrade.pet_projector import ParallelBeamProjector, parallel_projector
 from volgan.degrade.rician import RandRicianNoised, RicianNoised, add_rician_noise, rician_sigma
@@ -20,6 +21,7 @@ __all__ = [
     "average_slices",
     "central_band",
     "gaussian_blur_mm",
+    "image_noise_doses",
     "osem",
     "parallel_projector",
     "rician_sigma",
