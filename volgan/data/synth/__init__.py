@@ -12,12 +12,23 @@ from volgan.data.synth.anatomy import TISSUES, TissueAnatomy
 from volgan.data.synth.contrast import CONTRASTS, Contrast, draw_contrast
 from volgan.data.synth.dataset import SynthDenoisingDataset, seeded_subject_rng
 from volgan.data.synth.mr_generator import SynthMRGenerator, SynthSubject
+from volgan.data.synth.pet_phantom import (
+    DOSES as PET_DOSES,
+    Lesion,
+    PetPhantom,
+    PetPhantomGenerator,
+    simulate_phantom,
+)
 from volgan.data.synth.spatial import SpatialDraw, draw_spatial, sampling_coordinates
 
 __all__ = [
     "CONTRASTS",
     "TISSUES",
     "Contrast",
+    "Lesion",
+    "PET_DOSES",
+    "PetPhantom",
+    "PetPhantomGenerator",
     "SpatialDraw",
     "SynthDenoisingDataset",
     "SynthMRGenerator",
@@ -27,4 +38,5 @@ __all__ = [
     "draw_spatial",
     "sampling_coordinates",
     "seeded_subject_rng",
+    "simulate_phantom",
 ]
