@@ -10,8 +10,8 @@ data_range = maximum of the clean volume (1):
 - best Gaussian filter (oracle width chosen with the clean reference: an upper bound for Gaussian);
 - dipy non-local means, rician=True, known sigma;
 - BM4D, known sigma;
-- the bundle (its inference.yaml predictor, fp32), optionally with ``--ensemble`` (8 flips averaged)
-  and ``--bundle-args key=value`` overrides (e.g. ``checkpoint=gan``).
+- the bundle (its inference.yaml predictor, fp32, on the crop as a volume with its voxel size), with
+  ``--bundle-args key=value`` overrides of its inference.yaml (e.g. ``weights=gan``, ``flips=8``).
 
 Also prints the sharpness of each output: mean gradient magnitude in the brain relative to the
 clean volume's (1.0 = as sharp as the truth; below 1 = smoother).
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from volgan.cli import bundle_predictor
-from volgan.io import read_nifti
+from volgan.io import Volume, read_nifti
 from volgan.metrics import best_gaussian, bm4d_denoise, nlm_rician, psnr, ssim
 
 METHODS = ("noisy", "gaussian", "nlm", "bm4d", "bundle")
@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="held-out set folder with set.json (repeatable)")
     parser.add_argument("--bundle", default="bundles/mri_denoise_redwgan")
     parser.add_argument("--bundle-args", nargs="*", default=[], help="inference.yaml overrides, key=value")
-    parser.add_argument("--ensemble", action="store_true", help="bundle: average over the 8 flips")
     parser.add_argument("--crop", type=int, nargs=3, default=(96, 96, 64))
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--levels", type=float, nargs="+", default=None)
@@ -73,11 +72,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for folder in map(Path, args.sets):
         meta = json.loads((folder / "set.json").read_text())
-        clean_full = read_nifti(folder / meta["clean"]).array
+        clean_volume = read_nifti(folder / meta["clean"])
+        clean_full = clean_volume.array
         mask_full = read_nifti(folder / meta["brain_mask"]).array > 0.5
         peak = float(clean_full.max())
         region = centre_crop(mask_full, tuple(args.crop))
         clean, mask = clean_full[region], mask_full[region]
+        crop_affine = clean_volume.affine.copy()
+        crop_affine[:3, 3] += crop_affine[:3, :3] @ np.array([s.start for s in region])
         levels = args.levels or [float(k) for k in meta["noisy"]]
         for level in levels:
             noisy = read_nifti(folder / meta["noisy"][f"{level:g}"]).array[region]
@@ -95,11 +97,9 @@ def main(argv: list[str] | None = None) -> None:
                     out = nlm_rician(noisy, sigma)
                 elif method == "bm4d":
                     out = bm4d_denoise(noisy, sigma)
-                elif args.ensemble:
-                    out = flip_ensemble(predictor.predict_array, noisy)
-                    note = "8-flip ensemble"
                 else:
-                    out = predictor.predict_array(noisy)
+                    out = predictor.predict(Volume(noisy, crop_affine)).array
+                    note = " ".join(args.bundle_args)
                 outputs[method] = (out, time.perf_counter() - t0, note)
             for method, (out, seconds, note) in outputs.items():
                 row = {
@@ -122,17 +122,6 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, methods)
     if args.json:
         Path(args.json).write_text(json.dumps({"crop": list(args.crop), "rows": rows}, indent=2))
-
-
-def flip_ensemble(predict, volume: np.ndarray) -> np.ndarray:
-    """Mean of ``predict`` over the 8 flips of the three axes (each output flipped back)."""
-    total = np.zeros(volume.shape, dtype=np.float64)
-    for k in range(8):
-        axes = tuple(a for a in range(3) if k >> a & 1)
-        flipped = np.flip(volume, axes) if axes else volume
-        out = predict(np.ascontiguousarray(flipped))
-        total += np.flip(out, axes) if axes else out
-    return (total / 8).astype(np.float32)
 
 
 def print_table(rows: list[dict], methods) -> None:

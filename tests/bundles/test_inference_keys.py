@@ -33,8 +33,10 @@ def _predictor(bundle: str, overrides: dict):
 
 
 def _inner(predictor) -> Predictor:
-    """The :class:`Predictor` (the SR bundle wraps it in a TargetGridPredictor)."""
-    return getattr(predictor, "predictor", predictor)
+    """The :class:`Predictor` inside the bundle's wrappers (target grid, training spacing, flips)."""
+    while not isinstance(predictor, Predictor):
+        predictor = predictor.predictor
+    return predictor
 
 
 # key -> (overrides, what it reads from the bundle's predictor); both overridden values differ from the defaults
@@ -49,15 +51,21 @@ COMMON = {
 }
 PER_BUNDLE = {
     "pet_lowdose_cgan": {
-        "max_window": ({"max_window": [96, 96, 96]}, lambda p: p.max_window),
-        "suv_max": ({"suv_max": 5.0}, lambda p: p.normaliser.suv_max),
-        "units_per_suv": ({"units_per_suv": 1000.0}, lambda p: p.normaliser.units_per_suv),
-        "output_suv": ({"output_suv": True}, lambda p: p.normaliser.output_suv),
+        "max_window": ({"max_window": [96, 96, 96]}, lambda p: _inner(p).max_window),
+        "suv_max": ({"suv_max": 5.0}, lambda p: _inner(p).normaliser.suv_max),
+        "units_per_suv": ({"units_per_suv": 1000.0}, lambda p: _inner(p).normaliser.units_per_suv),
+        "output_suv": ({"output_suv": True}, lambda p: _inner(p).normaliser.output_suv),
+        "training_spacing": ({"training_spacing": [2.0, 2.0]}, lambda p: p.spacing_range),
+        "resample_to_training_spacing": ({"resample_to_training_spacing": False}, lambda p: p.enabled),
     },
     "mri_denoise_redwgan": {
+        "weights": ({"weights": "gan"}, lambda p: float(sum(t.sum() for t in _inner(p)._reference.state_dict().values()))),
+        "flips": ({"flips": 8}, lambda p: len(p.predictor.axes)),
+        "training_spacing": ({"training_spacing": [1.0, 1.0]}, lambda p: p.spacing_range),
+        "resample_to_training_spacing": ({"resample_to_training_spacing": False}, lambda p: p.enabled),
         # the cheapest layers in fp32: only with reduced precision in PyTorch
         "fp32_share": ({"fp32_share": 0.1, "fast": True, "precision": "bf16", "backend": "torch"},
-                       lambda p: (p.fp32_layers != [], p.precision)),
+                       lambda p: (_inner(p).fp32_layers != [], _inner(p).precision)),
     },
     "mri_sr_mdcsrn": {
         "mode": ({"mode": "kspace"}, lambda p: p.spacing),

@@ -84,7 +84,7 @@ def test_fast_mode_runs_typical_pet_volumes_in_one_window():
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.yaml"))
     parser["bundle_root"], parser["fast"], parser["device"] = str(BUNDLE), True, "cpu"
-    predictor = parser.get_parsed_content("predictor")
+    predictor = parser.get_parsed_content("network_predictor")
     assert len(predictor.plan((98, 116, 94))) == 1
     assert len(predictor.plan((400, 128, 128))) == 2
 

@@ -31,6 +31,15 @@ class FlipEnsemblePredictor:
         self.axes = flip_axes(int(flips))
         self.predictor = predictor
 
+    def predict_array(self, array: np.ndarray, **kwargs) -> np.ndarray:
+        """The same ensemble on a bare 3D array (``kwargs`` go to the wrapped ``predict_array``)."""
+        total = None
+        for axes in self.axes:
+            out = self.predictor.predict_array(np.ascontiguousarray(np.flip(array, axes)), **kwargs)
+            out = np.flip(out, axes).astype(np.float64)
+            total = out if total is None else total + out
+        return (total / len(self.axes)).astype(np.float32)
+
     def predict(self, volume: Volume) -> Volume:
         if len(self.axes) == 1:
             return self.predictor.predict(volume)

@@ -46,6 +46,11 @@ class TrainingSpacingPredictor:
         """The voxel size the network runs at for an input of ``spacing`` mm."""
         return tuple(float(s) for s in np.clip(spacing, *self.spacing_range))  # type: ignore[return-value]
 
+    def predict_array(self, array: np.ndarray, **kwargs) -> np.ndarray:
+        """A bare array has no voxel size: it runs on its own grid (``kwargs`` go to the wrapped
+        ``predict_array``)."""
+        return self.predictor.predict_array(array, **kwargs)
+
     def predict(self, volume: Volume) -> Volume:
         target = self.model_spacing(volume.spacing)
         if not self.enabled or np.allclose(target, volume.spacing, rtol=1e-3):
