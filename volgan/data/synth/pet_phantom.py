@@ -174,7 +174,8 @@ class PetPhantomGenerator:
         fwhm_range: system resolution range (transaxial FWHM), mm.
         counts_range: full-dose expected prompts, drawn log-uniformly.
         doses: dose fractions simulated per draw (1 is the full dose).
-        max_lesions: lesions per subject are 0..max_lesions, uniformly.
+        max_lesions: lesions per subject are ``min_lesions..max_lesions``, uniformly.
+        min_lesions: the fewest lesions per subject (placed while there is room).
         lesion_diameter_mm: diameter range.
         lesion_contrast: lesion uptake / host tissue uptake range.
         gm_suv_range: grey-matter SUV range.
@@ -199,6 +200,7 @@ class PetPhantomGenerator:
         counts_range: Sequence[float] = (3e7, 3e8),
         doses: Sequence[float] = DOSES,
         max_lesions: int = 5,
+        min_lesions: int = 0,
         lesion_diameter_mm: Sequence[float] = (5.0, 20.0),
         lesion_contrast: Sequence[float] = (1.5, 6.0),
         gm_suv_range: Sequence[float] = (6.0, 11.0),
@@ -229,9 +231,10 @@ class PetPhantomGenerator:
         if not 0 <= anisotropic_probability <= 1:
             raise ValueError(f"anisotropic_probability must be in [0, 1], got {anisotropic_probability}")
         self.anisotropic_probability = float(anisotropic_probability)
-        if int(max_lesions) < 0 or int(subsets) < 1:
-            raise ValueError(f"need max_lesions >= 0 and subsets >= 1, got {max_lesions}, {subsets}")
-        self.max_lesions, self.subsets = int(max_lesions), int(subsets)
+        if not 0 <= int(min_lesions) <= int(max_lesions) or int(subsets) < 1:
+            raise ValueError(f"need 0 <= min_lesions <= max_lesions and subsets >= 1, got {min_lesions}, "
+                             f"{max_lesions}, {subsets}")
+        self.min_lesions, self.max_lesions, self.subsets = int(min_lesions), int(max_lesions), int(subsets)
         self.doses = tuple(sorted({float(d) for d in doses}, reverse=True))
         if not self.doses or not all(0 < d <= 1 for d in self.doses):
             raise ValueError(f"doses must be fractions in (0, 1], got {doses}")
@@ -272,7 +275,7 @@ class PetPhantomGenerator:
         shape = probs.shape[1:]
         multiplier = np.ones(shape, np.float32)
         labels = np.zeros(shape, np.int16)
-        n = int(rng.integers(0, self.max_lesions + 1))
+        n = int(rng.integers(self.min_lesions, self.max_lesions + 1))
         candidates = {name: np.argwhere(probs[i] > 0.5) for name, i in (("grey_matter", _GM), ("white_matter", _WM))}
         sp = np.asarray(spacing)
         voxel_mm = float(np.prod(sp) ** (1 / 3))
