@@ -152,3 +152,44 @@ def test_mlflow_tracking_through_the_cli(tmp_path, tiny_dataset):
     runs = client.search_runs([experiment.experiment_id])
     logged = {key for run in runs for key in run.data.metrics}
     assert "train_loss" in logged and "val_psnr" in logged
+
+
+def test_synthetic_training_saves_state_outside_resumes_and_restarts_from_weights(tmp_path):
+    """train.yaml + train_synth.yaml: fresh synthetic subjects each epoch, the full state in
+    state_dir every epoch, the best validation generator, resume from the state, and a restart from
+    shipped weights with fresh optimisers."""
+    from tests.data.test_synth import sphere_anatomy
+    from volgan.networks import RedWganGenerator
+
+    anatomy = tmp_path / "anatomy.npz"
+    sphere_anatomy(40).save(anatomy)
+    configs = json.dumps([str(CONFIGS / "train.yaml"), str(CONFIGS / "train_synth.yaml")])
+
+    def run(state_dir: Path, *extra: str):
+        return bundle_cli("run", "--config_file", configs, "--bundle_root", str(BUNDLE), "--synth_anatomy", str(anatomy),
+                          "--state_dir", str(state_dir), "--patch_size", "[16, 16, 16]", "--batch_size", "2",
+                          "--iterations_per_epoch", "2", "--val_interval", "1", "--validate#source#shape",
+                          "[16, 16, 16]", "--validate#dataset#length", "2", *extra)
+
+    before = sorted(p.name for p in (BUNDLE / "models").iterdir())
+    run(tmp_path / "state", "--max_epochs", "2")
+    state = tmp_path / "state" / "training_state_checkpoint_epoch=2.pt"
+    checkpoint = torch.load(state, weights_only=True)
+    assert {"generator", "critic", "g_optimizer", "d_optimizer", "lr_scheduler", "trainer"} <= set(checkpoint)
+    assert checkpoint["trainer"]["iteration"] == 4
+    assert checkpoint["lr_scheduler"]["last_epoch"] == 4
+    best = torch.load(tmp_path / "state" / "generator_best_val.pt", weights_only=True)
+    assert set(best) == set(RedWganGenerator("small").state_dict())
+    assert sorted(p.name for p in (BUNDLE / "models").iterdir()) == before, "training must not write into the bundle"
+
+    resumed = run(tmp_path / "state", "--max_epochs", "3", "--resume_from", str(state))
+    assert f"Restored all variables from {state}" in resumed.stdout + resumed.stderr
+    assert torch.load(tmp_path / "state" / "training_state_checkpoint_epoch=3.pt",
+                      weights_only=True)["trainer"]["iteration"] == 6
+
+    weights = tmp_path / "weights.pt"
+    torch.save(best, weights)
+    restarted = run(tmp_path / "state2", "--max_epochs", "1", "--init_from", str(weights))
+    assert f"Restored all variables from {weights}" in restarted.stdout + restarted.stderr
+    fresh = torch.load(tmp_path / "state2" / "training_state_checkpoint_epoch=1.pt", weights_only=True)
+    assert fresh["trainer"]["iteration"] == 2
