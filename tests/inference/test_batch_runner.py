@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -94,3 +97,95 @@ def test_kill_9_never_leaves_a_truncated_output(tmp_path):
     runner = BatchRunner(Predictor(nn.Identity(), roi_size=(64, 64, 64), device="cpu"), tmp_path / "in", tmp_path / "out")
     assert [r.status for r in runner.run()] == ["done"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big.nii.gz", "volgan_report.csv", "volgan_report.json"]
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(30)
+    return proc.pid
+
+
+def test_only_partials_of_this_process_or_of_ended_processes_are_removed(tmp_path):
+    from volgan.inference.batch_runner import remove_stale_partials
+    from volgan.inference.run_lock import HOST
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {"live": f".a.partial-{sleeper.pid}.nii.gz", "dead": f".a.partial-{dead_pid()}.nii.gz",
+                 "mine": f".a.partial-{os.getpid()}.nii.gz", "other host": ".a.partial-elsewhere-1.nii.gz",
+                 "own host, dead": f".a.partial-{HOST}-{dead_pid()}.nii.gz", "other output": f".ab.partial-{dead_pid()}.nii.gz"}
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"x")
+        remove_stale_partials(tmp_path / "a.nii.gz")
+        left = {k for k, name in names.items() if (tmp_path / name).exists()}
+        assert left == {"live", "other host", "other output"}
+    finally:
+        sleeper.kill()
+        sleeper.wait(30)
+
+
+def test_lock_files_are_taken_over_only_from_ended_processes(tmp_path):
+    from volgan.inference.run_lock import HOST, FileLock, process_start
+
+    path = tmp_path / ".a.nii.gz.lock"
+    first = FileLock(path)
+    assert first.try_acquire() and json.loads(path.read_text())["pid"] == os.getpid()
+    assert not FileLock(path).try_acquire(), "held by a running process"
+    first.release()
+    assert not path.exists()
+    path.write_text(json.dumps({"host": HOST, "pid": dead_pid(), "start": ""}))
+    assert FileLock(path).try_acquire(), "its owner has ended: stale"
+    path.write_text(json.dumps({"host": HOST, "pid": os.getpid(), "start": str(int(process_start(os.getpid())) + 1)}))
+    assert FileLock(path).try_acquire(), "the pid was reused by another process: stale"
+    path.write_text(json.dumps({"host": "another-machine", "pid": dead_pid()}))
+    assert not FileLock(path).try_acquire(), "a process on another machine cannot be checked: never taken over"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name], "nothing else left behind"
+
+
+def test_an_output_locked_by_another_run_is_done_after_that_run_ends(tmp_path):
+    import threading
+
+    from volgan.inference.run_lock import HOST, process_start
+
+    make_inputs(tmp_path / "in")
+    for name in ("c.nii.gz", "d.nii.gz"):
+        (tmp_path / "in" / name).unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    (out / ".a.nii.gz.lock").write_text(json.dumps({"host": HOST, "pid": other.pid, "start": process_start(other.pid)}))
+    (out / f".a.partial-{other.pid}.nii.gz").write_bytes(b"being written")
+    timer = threading.Timer(3.0, other.kill)
+    timer.start()
+    try:
+        start = time.perf_counter()
+        results = BatchRunner(Predictor(Half(), roi_size=(8, 8, 8), device="cpu"), tmp_path / "in", out).run()
+        waited = time.perf_counter() - start
+    finally:
+        timer.cancel()
+        other.kill()
+        other.wait(30)
+    assert [(Path(r.input).name, r.status) for r in results] == [("b.nii", "done"), ("a.nii.gz", "done")]
+    assert waited >= 2.5, "a.nii.gz waited for the other run"
+    assert sorted(p.name for p in out.iterdir()) == ["a.nii.gz", "b.nii.gz", "volgan_report.csv", "volgan_report.json"]
+
+
+def test_report_rows_of_earlier_runs_stay_and_record_provenance(tmp_path):
+    make_inputs(tmp_path / "in")
+    (tmp_path / "in" / "c.nii.gz").unlink()
+    (tmp_path / "in" / "d.nii.gz").unlink()
+    out = tmp_path / "out"
+    BatchRunner(Predictor(Half(), roi_size=(8, 8, 8), device="cpu"), tmp_path / "in" / "a.nii.gz", out).run()
+    BatchRunner(Predictor(Half(), roi_size=(8, 8, 8), device="cpu"), tmp_path / "in" / "b.nii", out).run()
+    rows = {Path(r["input"]).name: r for r in json.loads((out / "volgan_report.json").read_text())}
+    assert sorted(rows) == ["a.nii.gz", "b.nii"] and {r["status"] for r in rows.values()} == {"done"}
+    assert rows["a.nii.gz"]["model"]["network"] == "Half" and rows["a.nii.gz"]["options"]["roi_size"] == [8, 8, 8]
+    # a network with other weights made them: conflicts without overwrite, redone with it
+    twice = nn.Conv3d(1, 1, 1, bias=False)
+    nn.init.constant_(twice.weight, 2.0)
+    results = BatchRunner(Predictor(twice, roi_size=(8, 8, 8), device="cpu"), tmp_path / "in", out,
+                          raise_on_failure=False).run()
+    assert [r.status for r in results] == ["failed", "failed"] and "another model" in results[0].error
+    results = BatchRunner(Predictor(twice, roi_size=(8, 8, 8), device="cpu"), tmp_path / "in", out, overwrite=True).run()
+    assert [r.status for r in results] == ["done", "done"]
+    np.testing.assert_allclose(nib.load(out / "a.nii.gz").get_fdata(), 2 * phantom(seed=1), rtol=1e-4, atol=1e-3)

@@ -14,17 +14,22 @@ from pathlib import Path
 HOST = socket.gethostname()
 
 
+def _stat(pid: int) -> list[str]:
+    """Fields 3 onwards of ``/proc/PID/stat`` (Linux; empty elsewhere or for no such process)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def process_start(pid: int) -> str:
     """The start time of process ``pid`` in clock ticks since boot (Linux), or "" where unknown.
 
     With the pid it names one process: a pid that the system reused for another process has
     another start time.
     """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else ""  # field 22
 
 
 def process_alive(pid: int, start: str = "") -> bool:
@@ -37,9 +42,11 @@ def process_alive(pid: int, start: str = "") -> bool:
         return False
     except PermissionError:
         pass  # it exists, owned by someone else
-    if start:
-        now = process_start(pid)
-        return not now or now == start
+    fields = _stat(pid)
+    if fields and fields[0] in ("Z", "X"):
+        return False  # ended, not yet reaped by its parent
+    if start and len(fields) > 19:
+        return fields[19] == start
     return True
 
 
