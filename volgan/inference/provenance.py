@@ -13,6 +13,14 @@ import numpy as np
 
 CHUNK = 1 << 20
 
+
+def inner_predictor(predictor: Any) -> Any:
+    """The innermost same-grid predictor inside wrappers (objects with a ``predictor``, e.g.
+    :class:`~volgan.inference.target_grid.TargetGridPredictor`)."""
+    while getattr(predictor, "predictor", None) is not None:
+        predictor = predictor.predictor
+    return predictor
+
 # predictor attributes that change an output's values (beyond rounding differences between
 # devices and backends, which are not recorded so that a re-run elsewhere still resumes)
 RESULT_OPTIONS = ("fast", "precision", "roi_size", "overlap", "mode", "max_window", "margin", "fp32_share")
@@ -55,7 +63,14 @@ def _plain(value: Any) -> Any:
 
 def predictor_options(predictor: Any) -> dict[str, Any]:
     """The options of ``predictor`` that change its outputs: the window and precision settings it
-    resolved (:data:`RESULT_OPTIONS`) and its normaliser's class and settings."""
+    resolved (:data:`RESULT_OPTIONS`) and its normaliser's class and settings. For a wrapper (an
+    object with a ``predictor``, e.g. one that resamples), its own settings and its predictor's."""
+    inner = getattr(predictor, "predictor", None)
+    if inner is not None:
+        own = {k: _plain(v) for k, v in vars(predictor).items() if k != "predictor" and not k.startswith("_")}
+        options = predictor_options(inner)
+        options["wrappers"] = [{"class": type(predictor).__name__, **own}, *options.get("wrappers", [])]
+        return options
     options = {name: _plain(getattr(predictor, name)) for name in RESULT_OPTIONS if hasattr(predictor, name)}
     normaliser = getattr(predictor, "normaliser", None)
     if normaliser is not None:
@@ -69,7 +84,7 @@ def network_sha256(predictor: Any) -> str:
 
     For a predictor built in code; a bundle's weights are identified by their file's hash instead.
     """
-    network = getattr(predictor, "network", None)
+    network = getattr(inner_predictor(predictor), "network", None)
     state_dict = getattr(network, "state_dict", None)
     if state_dict is None:
         return ""
@@ -82,7 +97,7 @@ def network_sha256(predictor: Any) -> str:
 
 def describe_model(predictor: Any) -> dict[str, Any]:
     """The model identity recorded for outputs of a predictor built in code."""
-    network = getattr(predictor, "network", None)
+    network = getattr(inner_predictor(predictor), "network", None)
     return {"predictor": type(predictor).__name__, "network": type(network).__name__,
             "weights_sha256": network_sha256(predictor)}
 

@@ -9,16 +9,12 @@ from typing import Any
 import numpy as np
 
 from volgan.data.normalise import LinearScale
+from volgan.inference.provenance import inner_predictor
 from volgan.io.volume import Volume
 
 logger = logging.getLogger(__name__)
 
 PROBE_SHAPE = (32, 32, 32)
-
-
-def inner_predictor(predictor: Any) -> Any:
-    """The same-grid predictor inside a wrapper such as :class:`~volgan.inference.target_grid.TargetGridPredictor`."""
-    return getattr(predictor, "predictor", None) or predictor
 
 
 def output_floor(predictor: Any) -> float | None:
@@ -62,7 +58,7 @@ def below_floor(volume: Volume, scale: LinearScale, floor: float) -> str:
         return ""
     share = below / volume.array.size
     return (f"{volume.path}: {100 * share:.1f} % of voxels are below {limit:g} {volume.units}, the lowest value "
-            f"this model outputs (input minimum {float(volume.array.min()):g}); they come back as {limit:g}. "
+            f"this model outputs (input minimum {float(volume.array.min()):g}); they come back clipped to {limit:g}. "
             f"Is this the right bundle for this image?")
 
 
