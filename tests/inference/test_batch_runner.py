@@ -113,7 +113,8 @@ def test_only_partials_of_this_process_or_of_ended_processes_are_removed(tmp_pat
     try:
         names = {"live": f".a.partial-{sleeper.pid}.nii.gz", "dead": f".a.partial-{dead_pid()}.nii.gz",
                  "mine": f".a.partial-{os.getpid()}.nii.gz", "other host": ".a.partial-elsewhere-1.nii.gz",
-                 "own host, dead": f".a.partial-{HOST}-{dead_pid()}.nii.gz", "other output": f".ab.partial-{dead_pid()}.nii.gz"}
+                 "own host, dead": f".a.partial-{HOST}-{dead_pid()}.nii.gz",
+                 "other output": f".ab.partial-{dead_pid()}.nii.gz"}
         for name in names.values():
             (tmp_path / name).write_bytes(b"x")
         remove_stale_partials(tmp_path / "a.nii.gz")

@@ -144,7 +144,8 @@ class BatchRunner:
     def process(self, path: Path, out: Path, *, wait: bool = True) -> FileResult | None:
         """Make ``out`` from ``path`` under the output's lock; None if another run holds it and not ``wait``."""
         if Path(os.path.realpath(out)) in self._inputs:
-            return self._record(self._result(path, "", "failed", f"{path}: its output {out} is an input; nothing written"))
+            message = f"{path}: its output {out} is an input; nothing written"
+            return self._record(self._result(path, "", "failed", message))
         lock = FileLock(out.with_name(f".{out.name}.lock"))
         while not lock.try_acquire():
             holder = lock.holder()
