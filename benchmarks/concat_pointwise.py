@@ -1,7 +1,7 @@
-"""mDCSRN's fast mode with and without the split reconstruction (``volgan.inference.concat_pointwise``).
+"""mDCSRN's fast mode with and without the split reconstruction (``volgan.inference.cpu.concat_pointwise``).
 
 In one process: two fast-mode predictors of the bundle's network, one as shipped and one with
-:func:`~volgan.inference.concat_pointwise.split_concat_pointwise` turned off (the reconstruction
+:func:`~volgan.inference.cpu.concat_pointwise.split_concat_pointwise` turned off (the reconstruction
 then concatenates the five levels and runs one 1x1x1 convolution on them). They alternate over
 a crop of the benchmark volume (one fast-mode window of ``--crop``), ``--repeats`` times each;
 medians, their ratio and the largest difference of the two outputs are printed.
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
 
-    import volgan.inference.predictor as predictor
+    import volgan.inference.cpu as predictor
     from benchmarks.inference import _network, benchmark_volume, bundle_predictor
 
     net, settings = _network(args.bundle)

@@ -49,8 +49,8 @@ def main() -> None:
     import torch
 
     from benchmarks.inference import _network, bundle_predictor
-    from volgan.inference.fused_pointwise import PointwiseConv3d
-    from volgan.inference.norm_elu import AffineELU
+    from volgan.inference.cpu.fused_pointwise import PointwiseConv3d
+    from volgan.inference.cpu.norm_elu import AffineELU
 
     net, settings = _network(args.bundle)
     pred = bundle_predictor(net, settings, fast=True)
@@ -58,7 +58,7 @@ def main() -> None:
     _timed(PointwiseConv3d, "forward", "convolutions", totals)
     _timed(AffineELU, "forward", "BatchNorm + ELU", totals)
     try:  # since session 15: dense blocks as parts
-        buffered = importlib.import_module("volgan.inference.buffered_dense")
+        buffered = importlib.import_module("volgan.inference.cpu.buffered_dense")
         if hasattr(buffered, "affine_elu_parts"):
             _timed(buffered, "affine_elu_parts", "BatchNorm + ELU", totals)
             _timed(buffered, "gather_parts", "gathering parts", totals)

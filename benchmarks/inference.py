@@ -13,7 +13,7 @@ repeated; the table shows medians:
 * extras (``--extras fp32-direct fast-torch compile baseline-keepmem``): fp32 mode in ONNX
   Runtime without the Winograd rewrite, fast mode with the PyTorch backend, fast mode with
   ``torch.compile`` (compilation time reported apart), and the baseline with the host allocator
-  setting the Predictor makes on the CPU (:mod:`volgan.inference.allocator`), which shows how
+  setting the Predictor makes on the CPU (:mod:`volgan.inference.cpu.allocator`), which shows how
   much of a speed-up is that setting alone.
 
 Columns: voxels/s, ratio to the baseline, effective GFLOP/s (the network's direct-convolution
@@ -146,7 +146,7 @@ def worker(args) -> None:
     start = time.perf_counter()
     if args.mode in ("baseline", "baseline-keepmem"):
         if args.mode == "baseline-keepmem":
-            from volgan.inference.allocator import keep_freed_memory
+            from volgan.inference.cpu.allocator import keep_freed_memory
 
             keep_freed_memory()
         out = _baseline(net, volume, settings["roi_size"])
@@ -192,7 +192,7 @@ def convolutions_alone(pred, shape) -> dict:
     share of the peak that any implementation built on them can reach."""
     import torch.nn.functional as F
 
-    from volgan.inference.fused_pointwise import PointwiseConv3d
+    from volgan.inference.cpu.fused_pointwise import PointwiseConv3d
 
     plan = pred.plan(shape)
     calls, conv3d, conv2d = [], F.conv3d, F.conv2d
@@ -236,17 +236,17 @@ def probe_gflops(kind: str) -> float:
     """GFLOP/s of the probe convolution in ``kind`` ("float32 NCDHW", "bfloat16 channels-last",
     "fp32 ONNX Runtime", ...): the best of a first run and three more (one if the first took > 5 s).
 
-    Freed memory is kept for reuse first (:mod:`volgan.inference.allocator`): otherwise every run's
+    Freed memory is kept for reuse first (:mod:`volgan.inference.cpu.allocator`): otherwise every run's
     33 MB output is a fresh mapping whose page faults (about 0.25 ms per MB here) count as
     convolution time, which understated this peak by 20-40 % on a 2-core AVX2 VM."""
-    from volgan.inference.allocator import keep_freed_memory
+    from volgan.inference.cpu.allocator import keep_freed_memory
 
     keep_freed_memory()
     x = torch.rand(*PEAK_SHAPE)
     conv = torch.nn.Conv3d(64, 64, 3, padding=1)
     flops = 2 * 64 * 27 * x.numel()
     if kind == "fp32 ONNX Runtime":
-        from volgan.inference.onnx_backend import OnnxRuntimeForward
+        from volgan.inference.cpu.onnx_backend import OnnxRuntimeForward
 
         run = OnnxRuntimeForward(conv)
     else:
@@ -269,7 +269,7 @@ def probe_gflops(kind: str) -> float:
 def conv_peak_gflops() -> tuple[float, str]:
     """Fastest of a large 3D convolution in fp32 / bf16, default / channels-last layout, and fp32
     in ONNX Runtime: (GFLOP/s, kind)."""
-    from volgan.inference.onnx_backend import onnxruntime_available
+    from volgan.inference.cpu.onnx_backend import onnxruntime_available
     from volgan.inference.optimise import cpu_has_fast_bf16
 
     dtypes = ("float32", "bfloat16") if cpu_has_fast_bf16() else ("float32",)

@@ -1,4 +1,4 @@
-"""volgan's C kernels on PyTorch's OpenMP threads against Python threads (``volgan.inference.native_kernels``).
+"""volgan's C kernels on PyTorch's OpenMP threads against Python threads (``volgan.inference.cpu.native_kernels``).
 
 In one process, for each bundle network: a predictor in fast mode (on an AVX-512 BF16 CPU: bf16
 in PyTorch with the BatchNorm + ELU C pass, mDCSRN) and one in the default fp32 mode (the native
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    import volgan.inference.native_kernels as kernels
+    import volgan.inference.cpu.native_kernels as kernels
     from benchmarks.inference import _network, benchmark_volume, bundle_predictor, precision_label
 
     library = kernels.load_library()

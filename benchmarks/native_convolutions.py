@@ -5,8 +5,8 @@ kernel of at most 3) in its own reference convolution instead of oneDNN. That is
 one-channel layer of mDCSRN and RED-WGAN on a 64^3 window (the default fp32 mode) and on fast
 mode's 104x120x104 windows, and the PET U-Net's decoder and head on a single 64^3 window
 (``sw_batch_size: 1``, or the last window of an odd count). The native forms
-(:mod:`volgan.inference.native`) call oneDNN's fused convolutions instead
-(:func:`volgan.inference.fused_pointwise.fp32_convolution`).
+(:mod:`volgan.inference.cpu.native`) call oneDNN's fused convolutions instead
+(:func:`volgan.inference.cpu.fused_pointwise.fp32_convolution`).
 
 In one process, each bundle's generator in its native form built both ways, ``fused`` (as
 shipped where PyTorch has oneDNN's fused convolutions) and ``plain`` (``F.conv3d`` then the
@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 def forms(bundle: str, net: torch.nn.Module) -> dict:
     """The bundle network's native form with and without oneDNN's fused convolutions."""
-    from volgan.inference.native_dense import NativeMdcsrn
-    from volgan.inference.native_kernels import load_library
-    from volgan.inference.native_red_wgan import NativeRedWgan
-    from volgan.inference.native_unet import NativePetUNet
+    from volgan.inference.cpu.native_dense import NativeMdcsrn
+    from volgan.inference.cpu.native_kernels import load_library
+    from volgan.inference.cpu.native_red_wgan import NativeRedWgan
+    from volgan.inference.cpu.native_unet import NativePetUNet
 
     if bundle == "pet_lowdose_cgan":
         return {fused: NativePetUNet(net, fused=fused) for fused in (False, True)}
@@ -79,8 +79,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from benchmarks.inference import _network
-    from volgan.inference.allocator import keep_freed_memory
-    from volgan.inference.fused_pointwise import channels_last_3d, fused_pointwise_available
+    from volgan.inference.cpu.allocator import keep_freed_memory
+    from volgan.inference.cpu.fused_pointwise import channels_last_3d, fused_pointwise_available
 
     if not fused_pointwise_available(torch.float32):
         sys.exit("this PyTorch has no oneDNN fused convolutions: nothing to compare")

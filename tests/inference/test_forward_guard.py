@@ -52,7 +52,7 @@ def test_a_wrong_form_is_discarded_with_one_warning_and_the_plain_network_runs(k
         forms.append(WrongForm(network, kind))
         return forms[-1]
 
-    monkeypatch.setattr("volgan.inference.predictor.native_network", wrong_native)
+    monkeypatch.setattr("volgan.inference.cpu.native_network", wrong_native)
     arr = phantom((20, 18, 16))
     with caplog.at_level(logging.WARNING):
         pred = Predictor(net, roi_size=(16, 16, 16), device="cpu")
@@ -116,7 +116,7 @@ class NanOnLarge:
 
 def test_a_non_finite_window_output_falls_back_to_the_plain_network(monkeypatch, caplog):
     net = _net()
-    monkeypatch.setattr("volgan.inference.predictor.native_network", lambda network, *a, **k: NanOnLarge(network))
+    monkeypatch.setattr("volgan.inference.cpu.native_network", lambda network, *a, **k: NanOnLarge(network))
     arr = phantom((40, 36, 34))
     pred = Predictor(net, roi_size=(40, 36, 34), device="cpu")
     assert pred.backend == "native" and pred.guard.passed

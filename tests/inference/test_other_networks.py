@@ -3,6 +3,9 @@ its own generators with a layer renamed, and MONAI's UNet and SegResNet."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +15,7 @@ from monai.networks.nets import SegResNet, UNet
 from tests.conftest import phantom, randomised
 from volgan.data.normalise import LinearScale
 from volgan.inference import Predictor
-from volgan.inference.native import native_network
+from volgan.inference.cpu.native import native_network
 from volgan.networks import MdcsrnGenerator, PetUNetGenerator, RedWganGenerator
 
 
@@ -95,3 +98,18 @@ def test_monai_networks_run_in_both_modes(make):
         whole = net(torch.from_numpy(arr / 100.0).float()[None, None]).numpy()[0, 0] * 100.0
     assert np.isfinite(out_fast).all()
     np.testing.assert_allclose(out_fast, whole, atol=(5e-2 if fast.precision != "fp32" else 1e-4) * scale)
+
+
+def test_the_core_and_a_predictor_off_the_cpu_never_import_the_cpu_accelerator():
+    """``volgan.inference`` and a predictor on another device (here PyTorch's "meta" device, which
+    runs nothing) work without ``volgan.inference.cpu``; a CPU predictor imports it."""
+    code = ("import sys\nfrom torch import nn\nfrom volgan.inference import Predictor\n"
+            "pred = Predictor(nn.Conv3d(1, 1, 3, padding=1), device='meta')\n"
+            "assert pred.backend == 'torch' and pred.network.weight.device.type == 'meta'\n"
+            "print('volgan.inference.cpu' in sys.modules)\n"
+            "Predictor(nn.Conv3d(1, 1, 3, padding=1), device='cpu')\n"
+            "print('volgan.inference.cpu' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
+    with pytest.raises(ValueError, match="CPU only"):
+        Predictor(torch.nn.Conv3d(1, 1, 3, padding=1), device="meta", backend="native")

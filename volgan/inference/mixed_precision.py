@@ -1,22 +1,22 @@
 """Reduced-precision inference with the cheapest convolutions kept in fp32.
 
 Under bf16 autocast, most of a generator's rounding error comes from a few narrow convolutions
-next to the image, not from the wide ones that hold its FLOPs. On the shipped RED-WGAN
-(96^3 crop, bf16 against fp32): all convolutions in bf16 gave 51.3 dB; its four narrowest
-(1 -> 16, 16 -> 32, 32 -> 16, 16 -> 1: 4.9 % of the FLOPs) in fp32 gave 74.9 dB. The 16 -> 32
-encoder layer alone accounted for most of it: its output is the skip connection that the
-decoder adds back at full resolution, so its rounding reaches the output unattenuated.
-:func:`keep_cheapest_in_fp32` therefore runs the cheapest convolutions, up to a share of the
-network's FLOPs, in fp32.
+next to the image, not from the wide ones that hold its FLOPs: an encoder layer whose output is a
+skip connection the decoder adds back at full resolution passes its rounding to the output
+unattenuated. :func:`keep_cheapest_in_fp32` therefore runs the cheapest convolutions, up to a
+share of the network's FLOPs, in fp32.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 CONVOLUTIONS_3D = (nn.Conv3d, nn.ConvTranspose3d)
 
@@ -62,6 +62,16 @@ def convolution_flops(network: nn.Module, probe_shape: Sequence[int] = (16, 16, 
             h.remove()
     voxels = float(torch.Size(probe_shape).numel())
     return {name: f / voxels for name, f in flops.items()}
+
+
+def probed_convolution_flops(network: nn.Module) -> dict[str, float]:
+    """:func:`convolution_flops`, or an empty dict (every layer in reduced precision, with a
+    warning) for a network that cannot run on the probe."""
+    try:
+        return convolution_flops(network)
+    except Exception as err:  # e.g. a network that needs larger inputs than the probe
+        logger.warning("fp32_share ignored: the FLOP probe failed (%s: %s)", type(err).__name__, err)
+        return {}
 
 
 def cheapest_convolutions(flops: dict[str, float], share: float) -> list[str]:

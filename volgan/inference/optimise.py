@@ -19,7 +19,7 @@ BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 class _Tracer(torch.fx.Tracer):
     """``torch.fx``'s tracer, also keeping whole the modules marked ``traced_as_leaf`` (those that
-    run their own kernels, e.g. :class:`~volgan.inference.buffered_dense.BufferedDenseBlock`)."""
+    run their own kernels, e.g. :class:`~volgan.inference.cpu.buffered_dense.BufferedDenseBlock`)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return getattr(m, "traced_as_leaf", False) or super().is_leaf_module(m, module_qualified_name)

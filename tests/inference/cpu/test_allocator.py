@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a gli
 # allocate and free a 256 MB buffer; report resident memory (kB) before the free and after
 PROBE = """
 import sys
-from volgan.inference.allocator import keep_freed_memory
+from volgan.inference.cpu.allocator import keep_freed_memory
 def rss_kb():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
 applied = keep_freed_memory()

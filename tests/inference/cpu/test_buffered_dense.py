@@ -15,11 +15,11 @@ from torch import nn
 
 from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
-from volgan.inference.buffered_dense import BufferedDenseBlock, buffer_dense_blocks
-from volgan.inference.fused_pointwise import fused_pointwise_available
-from volgan.inference.norm_elu import AffineELU, voxel_pitch
+from volgan.inference.cpu.buffered_dense import BufferedDenseBlock, buffer_dense_blocks
+from volgan.inference.cpu.fused_pointwise import fused_pointwise_available
+from volgan.inference.cpu.norm_elu import AffineELU, voxel_pitch
 from volgan.inference.optimise import cpu_has_fast_bf16
-from volgan.inference.paired_depth import PairedDepthConv3d
+from volgan.inference.cpu.paired_depth import PairedDepthConv3d
 from volgan.networks import MdcsrnGenerator, RedWganGenerator
 from volgan.networks.mdcsrn import DenseBlock
 
@@ -127,7 +127,7 @@ def test_predictor_keeps_the_blocks_through_its_graph_rewrites(caplog, monkeypat
         pred = Predictor(net, **settings)
     assert pred.buffered_dense and pred.norm_elu and pred.split_concat
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]  # every rewrite could trace it
-    monkeypatch.setattr("volgan.inference.predictor.buffer_dense_blocks", lambda network, dtype: network)
+    monkeypatch.setattr("volgan.inference.cpu.buffer_dense_blocks", lambda network, dtype: network)
     plain = Predictor(net, **settings)
     assert not plain.buffered_dense
     expected = plain.predict_array(arr)
@@ -139,7 +139,7 @@ def test_shipped_super_resolution_network_in_bf16_fast_mode_agrees_with_fp32():
     halves swapped still gave 49 dB, so the test asks for 60."""
     if not cpu_has_fast_bf16():
         pytest.skip("this CPU has no native bf16 (emulated bf16 takes minutes here)")
-    weights = Path(__file__).parents[2] / "bundles" / "mri_sr_mdcsrn" / "models" / "model.pt"
+    weights = Path(__file__).parents[3] / "bundles" / "mri_sr_mdcsrn" / "models" / "model.pt"
     net = MdcsrnGenerator("small")
     arr = phantom((40, 36, 32)) + np.random.default_rng(0).normal(0, 5, (40, 36, 32)).clip(0).astype(np.float32)
     ref = Predictor(net, checkpoint=weights, roi_size=(24, 24, 24), device="cpu").predict_array(arr)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from volgan.inference.concat_pointwise import ConcatPointwiseConv3d, split_concat_pointwise
-from volgan.inference.fused_pointwise import fused_pointwise_available
+from volgan.inference.cpu.concat_pointwise import ConcatPointwiseConv3d, split_concat_pointwise
+from volgan.inference.cpu.fused_pointwise import fused_pointwise_available
 
 pytestmark = pytest.mark.skipif(not fused_pointwise_available(), reason="needs oneDNN's fused CPU convolutions")
 

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from tests.conftest import randomised
-from volgan.inference import dense_parts
-from volgan.inference.dense_parts import Part, affine_elu_parts, gather_parts
-from volgan.inference.norm_elu import AffineELU
+from volgan.inference.cpu import dense_parts
+from volgan.inference.cpu.dense_parts import Part, affine_elu_parts, gather_parts
+from volgan.inference.cpu.norm_elu import AffineELU
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="needs a C compiler")
 CL = torch.channels_last_3d

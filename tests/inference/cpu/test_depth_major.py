@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from tests.conftest import randomised
-from volgan.inference.depth_major import depth_major_network
+from volgan.inference.cpu.depth_major import depth_major_network
 from volgan.inference.optimise import fold_batchnorm
-from volgan.inference.winograd import WinogradDepthConv3d, worth_winograd
+from volgan.inference.cpu.winograd import WinogradDepthConv3d, worth_winograd
 from volgan.networks import MdcsrnGenerator, PetUNetGenerator, RedWganGenerator
 
 

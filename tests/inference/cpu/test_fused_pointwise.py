@@ -10,7 +10,7 @@ from torch import nn
 
 from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
-from volgan.inference.fused_pointwise import (
+from volgan.inference.cpu.fused_pointwise import (
     PointwiseConv3d,
     fold_batchnorm_after_add,
     fuse_pointwise,
@@ -141,7 +141,7 @@ def test_nothing_to_fuse_returns_the_network_itself():
 def test_predictor_fast_mode_fuses_on_the_cpu_and_matches_the_unfused_path(monkeypatch):
     """The predictor's bf16 fast mode on the CPU runs the fused network; with fusion unavailable
     it runs the autocast path; both stay close to fp32 on the same windows."""
-    import volgan.inference.predictor as predictor_module
+    import volgan.inference.cpu as predictor_module
 
     net = tiny_redwgan()
     arr = phantom((30, 28, 26))

@@ -17,11 +17,11 @@ from torch import nn
 
 from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
-from volgan.inference import native_kernels
-from volgan.inference.fused_pointwise import fused_pointwise_available
-from volgan.inference.native import native_network
-from volgan.inference.native_dense import NativeMdcsrn
-from volgan.inference.native_red_wgan import NativeRedWgan
+from volgan.inference.cpu import native_kernels
+from volgan.inference.cpu.fused_pointwise import fused_pointwise_available
+from volgan.inference.cpu.native import native_network
+from volgan.inference.cpu.native_dense import NativeMdcsrn
+from volgan.inference.cpu.native_red_wgan import NativeRedWgan
 from volgan.inference.optimise import cpu_has_fast_bf16
 from volgan.networks import MdcsrnGenerator, RedWganGenerator
 
@@ -169,7 +169,7 @@ def test_without_kernels_auto_falls_back_and_native_is_refused(fresh_library, mo
 def test_kernels_build_once_into_the_cache_even_from_concurrent_processes(fresh_library):
     """Four processes start with an empty cache at once: all load the kernels, and exactly one
     library (no temporary files) is left in the cache."""
-    code = ("from volgan.inference.native_kernels import load_library\n"
+    code = ("from volgan.inference.cpu.native_kernels import load_library\n"
             "lib = load_library(); assert lib is not None; print(lib._name)")
     env = {**os.environ, "VOLGAN_KERNEL_CACHE": str(fresh_library)}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, encoding="utf-8", errors="replace") for _ in range(4)]
@@ -202,7 +202,7 @@ def test_a_cache_home_that_cannot_be_created_falls_back_to_the_temporary_directo
 def _run_elu_and_native(library_threads: bool, monkeypatch):
     """AffineELU on a channel range of a bf16 buffer and the native mDCSRN form, with the kernels'
     jobs on OpenMP threads or (``library_threads=False``) split between Python threads."""
-    from volgan.inference.norm_elu import AffineELU
+    from volgan.inference.cpu.norm_elu import AffineELU
 
     library = native_kernels.load_library()
     monkeypatch.setattr(native_kernels, "kernels_use_openmp", lambda: library_threads)
@@ -228,7 +228,7 @@ def test_kernels_on_openmp_threads_compute_what_python_threads_do(monkeypatch):
 def test_loading_the_kernels_maps_no_second_openmp_runtime():
     """In a fresh process that imported PyTorch, loading the kernels maps no OpenMP runtime of
     their own: their loops run on PyTorch's threads (when built with OpenMP)."""
-    code = ("import torch\nfrom volgan.inference import native_kernels as k\n"
+    code = ("import torch\nfrom volgan.inference.cpu import native_kernels as k\n"
             "before = k.openmp_runtimes(); lib = k.load_library(); after = k.openmp_runtimes()\n"
             "print(before == after, bool(lib.volgan_openmp()), lib.openmp_jobs)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", timeout=300)
@@ -239,7 +239,7 @@ def test_loading_the_kernels_maps_no_second_openmp_runtime():
 
 def _assert_kernels_compute_batchnorm_elu():
     """The loaded kernels' BatchNorm + ELU pass (AffineELU) against PyTorch's."""
-    from volgan.inference.norm_elu import AffineELU
+    from volgan.inference.cpu.norm_elu import AffineELU
 
     x = torch.randn(1, 24, 6, 7, 9).contiguous(memory_format=torch.channels_last_3d)
     norm = randomised(nn.BatchNorm3d(24)).eval()

@@ -9,11 +9,11 @@ from torch import nn
 
 from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
-from volgan.inference import native_kernels
-from volgan.inference.fused_pointwise import fused_pointwise_available
-from volgan.inference.native import native_network
-from volgan.inference.fused_pointwise import PointwiseConv3d
-from volgan.inference.native_unet import BF16_CHANNEL_MULTIPLE, NativePetUNet, native_dtype_available, widened
+from volgan.inference.cpu import native_kernels
+from volgan.inference.cpu.fused_pointwise import fused_pointwise_available
+from volgan.inference.cpu.native import native_network
+from volgan.inference.cpu.fused_pointwise import PointwiseConv3d
+from volgan.inference.cpu.native_unet import BF16_CHANNEL_MULTIPLE, NativePetUNet, native_dtype_available, widened
 from volgan.networks import ConcatenatedGenerator, PetUNetGenerator
 
 
@@ -164,10 +164,10 @@ def test_fast_mode_runs_the_shipped_unet_natively_in_bf16_within_the_stated_boun
     from volgan.inference import load_generator_weights
 
     net = load_generator_weights(PetUNetGenerator("small", residual=True),
-                                 Path(__file__).parents[2] / "bundles" / "pet_lowdose_cgan" / "models" / "model.pt")
+                                 Path(__file__).parents[3] / "bundles" / "pet_lowdose_cgan" / "models" / "model.pt")
     arr = phantom((48, 40, 36)) + np.random.default_rng(0).normal(0, 5, (48, 40, 36)).clip(0).astype(np.float32)
     fast = Predictor(net, device="cpu", fast=True)
-    assert (fast.precision, fast.backend) == ("bf16", "native") and fast._native.dtype == torch.bfloat16
+    assert (fast.precision, fast.backend) == ("bf16", "native") and fast._form.dtype == torch.bfloat16
     out = fast.predict_array(arr)
 
     def psnr(ref):
@@ -262,7 +262,7 @@ def test_the_head_without_the_c_pass(monkeypatch):
     net = randomised(PetUNetGenerator("small", residual=True))
     x = torch.randn(1, 1, 32, 48, 32)
     with_pass = NativePetUNet(net)
-    monkeypatch.setattr("volgan.inference.subpixel_head.load_library", lambda: None)
+    monkeypatch.setattr("volgan.inference.cpu.subpixel_head.load_library", lambda: None)
     without = NativePetUNet(net)
     assert without.head_pass is None and (with_pass.head_pass is not None) is (native_kernels.load_library() is not None)
     with torch.no_grad():

@@ -12,7 +12,7 @@ from torch import nn
 
 from tests.conftest import phantom, randomised
 from volgan.inference import Predictor
-from volgan.inference.norm_elu import AffineELU, fuse_norm_elu
+from volgan.inference.cpu.norm_elu import AffineELU, fuse_norm_elu
 from volgan.networks import MdcsrnGenerator, RedWganGenerator
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="needs a C compiler")
@@ -67,7 +67,7 @@ def test_without_the_kernels_the_same_formula_runs_in_pytorch(monkeypatch):
     module = AffineELU(norm, alpha=1.3)
     with torch.inference_mode():
         native = module(x)
-        monkeypatch.setattr("volgan.inference.norm_elu.load_library", lambda: None)
+        monkeypatch.setattr("volgan.inference.cpu.norm_elu.load_library", lambda: None)
         fallback = module(x)
     torch.testing.assert_close(fallback, native, rtol=2e-6, atol=2e-6)
     torch.testing.assert_close(fallback, nn.functional.elu(norm(x), alpha=1.3), rtol=1e-6, atol=1e-6)
@@ -109,7 +109,7 @@ def test_predictor_uses_it_in_pytorch_on_the_cpu(monkeypatch):
     arr = phantom((20, 18, 17))
     pred = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
     assert pred.norm_elu and not any(isinstance(m, nn.ELU) for m in pred.network.modules())
-    monkeypatch.setattr("volgan.inference.predictor.load_library", lambda: None)
+    monkeypatch.setattr("volgan.inference.cpu.load_library", lambda: None)
     plain = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
     assert not plain.norm_elu and any(isinstance(m, nn.ELU) for m in plain.network.modules())
     expected = plain.predict_array(arr)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from volgan.inference.onnx_backend import OnnxRuntimeForward, onnxruntime_available
+from volgan.inference.cpu.onnx_backend import OnnxRuntimeForward, onnxruntime_available
 from volgan.networks import PetUNetGenerator
 
 pytestmark = pytest.mark.skipif(not onnxruntime_available(), reason="needs onnxruntime (the onnx extra)")
@@ -25,7 +25,7 @@ def test_each_window_shape_gets_its_own_export():
 def test_depth_major_network_is_exported_once_per_depth():
     """The depth-major rewrite's code depends on the depth only: one export (traced on a small
     plane) serves windows of any height and width, with PyTorch's result."""
-    from volgan.inference.depth_major import depth_major_network
+    from volgan.inference.cpu.depth_major import depth_major_network
     from volgan.inference.optimise import fold_batchnorm
     from volgan.networks import RedWganGenerator
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from volgan.inference.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible, subpixel_transposed_convolutions
+from volgan.inference.cpu.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible, subpixel_transposed_convolutions
 from volgan.networks import PetUNetGenerator
 
 

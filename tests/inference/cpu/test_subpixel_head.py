@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from volgan.inference import native_kernels
-from volgan.inference.subpixel import SubPixelConvTranspose3d
-from volgan.inference.subpixel_head import SubPixelHead, head_kernel_applies
+from volgan.inference.cpu import native_kernels
+from volgan.inference.cpu.subpixel import SubPixelConvTranspose3d
+from volgan.inference.cpu.subpixel_head import SubPixelHead, head_kernel_applies
 
 pytestmark = pytest.mark.skipif(native_kernels.load_library() is None, reason="no C compiler for volgan's kernels")
 CL = torch.channels_last_3d

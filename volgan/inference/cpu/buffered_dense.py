@@ -3,9 +3,9 @@
 A dense block concatenates its input and every unit's new feature maps, so ``torch.cat`` copies
 the whole running concatenation once per unit (0.20 s of a 1.85 s bf16 window of the small
 preset, 104x120x104). :class:`BufferedDenseBlock` computes the same function without: its input
-and each unit's output are kept as parts (:mod:`volgan.inference.dense_parts`), each unit's
+and each unit's output are kept as parts (:mod:`volgan.inference.cpu.dense_parts`), each unit's
 BatchNorm + ELU reads the parts it needs in one C pass, its convolution
-(:class:`~volgan.inference.paired_depth.PairedDepthConv3d`, two output depths at a time for
+(:class:`~volgan.inference.cpu.paired_depth.PairedDepthConv3d`, two output depths at a time for
 narrow layers) adds its output as a new part as computed, and the block's output buffer is
 written once, from all parts. (Until session 15 the units wrote into one shared buffer; writing
 8 of its 48 channels touched all of it: ``benchmarks/README.md``.)
@@ -18,11 +18,11 @@ import copy
 import torch
 from torch import nn
 
-from volgan.inference.dense_parts import Part, affine_elu_parts, gather_parts
-from volgan.inference.norm_elu import AffineELU
+from volgan.inference.cpu.dense_parts import Part, affine_elu_parts, gather_parts
+from volgan.inference.cpu.norm_elu import AffineELU
 from volgan.inference.optimise import is_eval_batchnorm
-from volgan.inference.paired_depth import PairedDepthConv3d
-from volgan.inference.winograd import is_plain_3x3x3
+from volgan.inference.cpu.paired_depth import PairedDepthConv3d
+from volgan.inference.cpu.winograd import is_plain_3x3x3
 from volgan.networks.mdcsrn import DenseBlock, DenseUnit
 
 

@@ -19,7 +19,7 @@ import collections
 import torch
 from torch import nn
 
-from volgan.inference.fused_pointwise import PointwiseConv3d
+from volgan.inference.cpu.fused_pointwise import PointwiseConv3d
 from volgan.inference.optimise import rewritten, traced_copy
 
 
@@ -41,7 +41,7 @@ def _channel_cat_parts(node: torch.fx.Node) -> list[torch.fx.Node] | None:
 
 class ConcatPointwiseConv3d(nn.Module):
     """``conv(torch.cat(parts, 1))`` for a 1x1x1 ``conv``, as the float32 sum of one 1x1x1
-    convolution per part in ``dtype`` (:class:`~volgan.inference.fused_pointwise.PointwiseConv3d`);
+    convolution per part in ``dtype`` (:class:`~volgan.inference.cpu.fused_pointwise.PointwiseConv3d`);
     the output is float32."""
 
     traced_as_leaf = True  # its parts are sized on the first call: later graph rewrites keep it whole

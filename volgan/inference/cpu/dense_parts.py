@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from volgan.inference.native_kernels import load_library, run_jobs
-from volgan.inference.norm_elu import CHUNK_VOXELS, AffineELU
+from volgan.inference.cpu.native_kernels import load_library, run_jobs
+from volgan.inference.cpu.norm_elu import CHUNK_VOXELS, AffineELU
 
 MAX_PARTS = 64  # kernels/dense_parts.c
 KERNELS = {torch.float32: "affine_elu_parts_f32", torch.bfloat16: "affine_elu_parts_bf16"}

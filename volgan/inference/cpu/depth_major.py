@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from volgan.inference.optimise import batchnorm_affine
-from volgan.inference.winograd import WinogradDepthConv3d, worth_winograd
+from volgan.inference.cpu.winograd import WinogradDepthConv3d, worth_winograd
 
 logger = logging.getLogger(__name__)
 

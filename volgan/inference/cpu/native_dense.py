@@ -6,7 +6,7 @@ so that most of the time is spent in convolutions:
 * activations are channels-last volumes ``(B, D, H, W, C)``; each dense block writes its
   features into one preallocated buffer (no concatenation copies), and every unit reads the
   channel range it needs from it;
-* each unit (BN -> ELU -> 3x3x3 convolution) is a :class:`~volgan.inference.native_winograd.WinogradLayer`
+* each unit (BN -> ELU -> 3x3x3 convolution) is a :class:`~volgan.inference.cpu.native_winograd.WinogradLayer`
   with the BatchNorm and ELU as its prologue, writing its new channels into the block buffer;
 * the 1x1x1 compressors and the reconstruction layer are matrix products over the voxels.
 
@@ -23,10 +23,12 @@ import ctypes
 import torch
 from torch import nn
 
-from volgan.inference.fused_pointwise import channels_last_3d, fp32_convolution
-from volgan.inference.native_winograd import Prologue, WinogradLayer
+from volgan.inference.cpu.fused_pointwise import channels_last_3d, fp32_convolution
+from volgan.inference.cpu.native import register_native
+from volgan.inference.cpu.native_kernels import load_library
+from volgan.inference.cpu.native_winograd import Prologue, WinogradLayer
 from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
-from volgan.inference.winograd import is_plain_3x3x3
+from volgan.inference.cpu.winograd import is_plain_3x3x3
 from volgan.networks.mdcsrn import DenseUnit, MdcsrnGenerator
 
 
@@ -45,7 +47,7 @@ class NativeMdcsrn:
 
     Build it with :func:`native_mdcsrn`, which checks that the network allows it. ``fused``: the
     first convolution through oneDNN's fused convolutions (``None``: where this PyTorch has them;
-    :func:`~volgan.inference.fused_pointwise.fp32_convolution`).
+    :func:`~volgan.inference.cpu.fused_pointwise.fp32_convolution`).
     """
 
     winograd = True
@@ -86,11 +88,17 @@ class NativeMdcsrn:
 
 
 def native_mdcsrn(network: MdcsrnGenerator, library: ctypes.CDLL) -> NativeMdcsrn | None:
-    """The native form of an eval-mode mDCSRN generator (:func:`volgan.inference.native.native_network`
-    dispatches by type); ``None`` in training mode, for units that are not BN -> ELU -> plain
-    3x3x3 convolution, or a first layer that is not a plain 3x3x3 convolution."""
+    """The native form of an eval-mode mDCSRN generator; ``None`` in training mode, for units that
+    are not BN -> ELU -> plain 3x3x3 convolution, or a first layer that is not a plain 3x3x3 convolution."""
     if network.training:
         return None
     if not is_plain_3x3x3(network.first) or not all(_supported_unit(unit) for block in network.blocks for unit in block.units):
         return None
     return NativeMdcsrn(network, library)
+
+
+@register_native(MdcsrnGenerator)
+def _build(network: MdcsrnGenerator, dtype: torch.dtype, winograd: bool) -> NativeMdcsrn | None:
+    """The registered builder: fp32 Winograd only, when the C kernels build."""
+    library = load_library() if winograd and dtype == torch.float32 else None
+    return None if library is None else native_mdcsrn(network, library)

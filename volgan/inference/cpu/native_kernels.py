@@ -1,12 +1,12 @@
 """volgan's C kernels: compiled on first use with the system C compiler, cached, run on all threads.
 
 The kernels fuse memory-bound passes into one pass each: those around a depth-Winograd
-convolution (``kernels/winograd_depth.c``, :mod:`volgan.inference.native_winograd`), a
-BatchNorm with the ELU after it (``kernels/affine_elu.c``, :mod:`volgan.inference.norm_elu`), and
+convolution (``kernels/winograd_depth.c``, :mod:`volgan.inference.cpu.native_winograd`), a
+BatchNorm with the ELU after it (``kernels/affine_elu.c``, :mod:`volgan.inference.cpu.norm_elu`), and
 the reads and the gathering of a dense block's parts (``kernels/dense_parts.c``,
-:mod:`volgan.inference.dense_parts`); and one computes the PET U-Net's last layer, too narrow for
+:mod:`volgan.inference.cpu.dense_parts`); and one computes the PET U-Net's last layer, too narrow for
 oneDNN's convolutions, with the passes after it (``kernels/subpixel_head.c``,
-:mod:`volgan.inference.subpixel_head`).
+:mod:`volgan.inference.cpu.subpixel_head`).
 They are plain C11 with no dependencies but the vector extensions of GCC and Clang
 (``kernels/elementwise.h`` holds what the sources share, ``kernels/parallel.c`` the job loops'
 thread count),

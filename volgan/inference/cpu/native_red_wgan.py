@@ -2,7 +2,7 @@
 
 The same function as :class:`~volgan.networks.RedWganGenerator` (up to fp32 rounding). Activations
 are channels-last volumes ``(B, D, H, W, C)``. The six inner convolutions are
-:class:`~volgan.inference.native_winograd.WinogradLayer` s whose epilogue adds the skip connection,
+:class:`~volgan.inference.cpu.native_winograd.WinogradLayer` s whose epilogue adds the skip connection,
 applies the BatchNorm and the LeakyReLU in the same pass; the first (1 -> c1) and last (c1 -> 1)
 convolutions, which are too narrow for the Winograd form to pay, run as channels-last PyTorch
 3D convolutions.
@@ -18,10 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from volgan.inference.fused_pointwise import channels_last_3d, fp32_convolution
-from volgan.inference.native_winograd import WinogradLayer
+from volgan.inference.cpu.fused_pointwise import channels_last_3d, fp32_convolution
+from volgan.inference.cpu.native import register_native
+from volgan.inference.cpu.native_kernels import load_library
+from volgan.inference.cpu.native_winograd import WinogradLayer
 from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
-from volgan.inference.winograd import is_plain_3x3x3, worth_winograd
+from volgan.inference.cpu.winograd import is_plain_3x3x3, worth_winograd
 from volgan.networks.red_wgan import RedWganGenerator
 
 INNER = (("enc2", None), ("enc3", None), ("enc4", None), ("dec4", "post4"), ("dec3", "post3"), ("dec2", "post2"))
@@ -51,7 +53,7 @@ class NativeRedWgan:
 
     Build it with :func:`native_red_wgan`, which checks that the network allows it. ``fused``: the
     first convolution through oneDNN's fused convolutions (``None``: where this PyTorch has them;
-    :func:`~volgan.inference.fused_pointwise.fp32_convolution`).
+    :func:`~volgan.inference.cpu.fused_pointwise.fp32_convolution`).
     """
 
     winograd = True
@@ -88,9 +90,15 @@ class NativeRedWgan:
 
 
 def native_red_wgan(network: RedWganGenerator, library: ctypes.CDLL) -> NativeRedWgan | None:
-    """The native form of an eval-mode RED-WGAN generator (:func:`volgan.inference.native.native_network`
-    dispatches by type); ``None`` in training mode, for layers of another structure, or when an
-    inner convolution is too narrow for the Winograd form."""
+    """The native form of an eval-mode RED-WGAN generator; ``None`` in training mode, for layers of another
+    structure, or when an inner convolution is too narrow for the Winograd form."""
     if network.training or not _supported(network):
         return None
     return NativeRedWgan(network, library)
+
+
+@register_native(RedWganGenerator)
+def _build(network: RedWganGenerator, dtype: torch.dtype, winograd: bool) -> NativeRedWgan | None:
+    """The registered builder: fp32 Winograd only, when the C kernels build."""
+    library = load_library() if winograd and dtype == torch.float32 else None
+    return None if library is None else native_red_wgan(network, library)

@@ -9,7 +9,7 @@ weights) a warm fast-mode pass took 179 ms against 224 ms for PyTorch under auto
 7 alternating passes), 66.6 dB from fast mode in fp32 on a test phantom (autocast: 66.4):
 
 * every layer runs channels-last, its BatchNorm folded into the convolution's weights. Where
-  PyTorch has oneDNN's fused convolutions (:func:`~volgan.inference.fused_pointwise.fused_pointwise_available`)
+  PyTorch has oneDNN's fused convolutions (:func:`~volgan.inference.cpu.fused_pointwise.fused_pointwise_available`)
   each convolution is one call to them, its activation applied as a post-op. That call also
   bypasses PyTorch's dispatch, which runs convolutions of small one-window inputs (batch 1 and
   ``N * C * D * H <= 20480``: the decoder and head of a 64^3 window) in its reference
@@ -17,7 +17,7 @@ weights) a warm fast-mode pass took 179 ms against 224 ms for PyTorch under auto
   (``benchmarks/native_convolutions.py``). Otherwise ``F.conv3d`` and in-place activations;
 * below the top level, the buffer each decoder level concatenates into is allocated once: the
   encoder's skip output is copied into its second half, and the decoder's transposed convolution
-  (sub-pixel form, :class:`~volgan.inference.subpixel.SubPixelConvTranspose3d`) scatters its
+  (sub-pixel form, :class:`~volgan.inference.cpu.subpixel.SubPixelConvTranspose3d`) scatters its
   ReLU'd output straight into the first half (no ``torch.cat``, no separate interleaved tensor);
 * at the top level the concatenation would be the largest tensor of the pass (twice the first
   level's width at half resolution) and the head's output is narrow, so the head is two
@@ -32,9 +32,9 @@ weights) a warm fast-mode pass took 179 ms against 224 ms for PyTorch under auto
   placed before the next is computed: the parts fit in memory that earlier levels freed. The
   same speed (4 parts of 32 channels: 147 ms, one of 128: 149 ms, medians), and with the next
   bullet a first pass on that volume faults in 159 MB instead of 195 MB;
-* with the C kernels (:mod:`volgan.inference.native_kernels`), the head's other half, the sum,
+* with the C kernels (:mod:`volgan.inference.cpu.native_kernels`), the head's other half, the sum,
   the interleaving, the residual addition and the ReLU are one pass
-  (:mod:`volgan.inference.subpixel_head`), which allocates only its output, once the last
+  (:mod:`volgan.inference.cpu.subpixel_head`), which allocates only its output, once the last
   decoder level's input is freed; without them those run in PyTorch, the addition and ReLU in
   place.
 
@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from volgan.inference.fused_pointwise import (
+from volgan.inference.cpu.fused_pointwise import (
     PlainConv3d,
     PointwiseConv3d,
     channels_last_3d,
@@ -64,8 +64,9 @@ from volgan.inference.fused_pointwise import (
     fused_pointwise_available,
 )
 from volgan.inference.optimise import is_eval_batchnorm
-from volgan.inference.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible
-from volgan.inference.subpixel_head import SubPixelHead, head_kernel_applies
+from volgan.inference.cpu.native import register_native
+from volgan.inference.cpu.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible
+from volgan.inference.cpu.subpixel_head import SubPixelHead, head_kernel_applies
 from volgan.networks.pet_cgan import ConcatenatedGenerator, PetUNetGenerator, crop_padding, pad_to_multiple
 
 CHANNELS_LAST = torch.channels_last_3d
@@ -286,3 +287,9 @@ class NativeChain:
         for stage in self.stages:
             x = stage(x)
         return x
+
+
+@register_native(PetUNetGenerator, ConcatenatedGenerator)
+def _build(network: PetUNetGenerator | ConcatenatedGenerator, dtype: torch.dtype, winograd: bool) -> NativePetUNet | NativeChain | None:
+    """The registered builder: the PET U-Net's form has no Winograd variant."""
+    return native_pet_unet(network, dtype)

@@ -3,7 +3,7 @@
 The layer reads a channel range of a channels-last volume ``(B, D, H, W, C)`` and writes a
 channel range of another, so networks can keep concatenations in preallocated buffers. One C
 pass applies an optional prologue (per-channel affine map and ELU: a pre-activation unit) and the
-Winograd input transform (:mod:`volgan.inference.winograd`); six channels-last 3x3 2D
+Winograd input transform (:mod:`volgan.inference.cpu.winograd`); six channels-last 3x3 2D
 convolutions run in PyTorch (oneDNN); one C pass applies the output transform and the epilogue
 ``leaky_relu(scale * (conv + residual) + shift)`` (the bias and a following BatchNorm folded into
 ``scale`` and ``shift``) and writes the result. Each pass reads and writes memory once, where an
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from volgan.inference.native_kernels import run_jobs
-from volgan.inference.winograd import TILE, is_plain_3x3x3, transformed_kernels
+from volgan.inference.cpu.native_kernels import run_jobs
+from volgan.inference.cpu.winograd import TILE, is_plain_3x3x3, transformed_kernels
 
 
 @dataclass

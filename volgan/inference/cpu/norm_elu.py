@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from volgan.inference.native_kernels import load_library, run_jobs
+from volgan.inference.cpu.native_kernels import load_library, run_jobs
 from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm, rewritten, traced_copy
 
 # voxels per chunk of the C pass: the per-channel scale and shift are repeated for this many

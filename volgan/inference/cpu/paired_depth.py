@@ -10,7 +10,7 @@ channels took 31 ms instead of 42, 40 -> 8 channels 78 ms instead of 111 (four o
 time: 42 and 109 ms). The two halves are interleaved back along depth by the copy that writes the
 result into its destination (:meth:`PairedDepthConv3d.forward_into`), or not at all: a dense
 block keeps the paired output as one of its parts (:meth:`PairedDepthConv3d.part`,
-:mod:`volgan.inference.dense_parts`).
+:mod:`volgan.inference.cpu.dense_parts`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from volgan.inference.dense_parts import Part
-from volgan.inference.fused_pointwise import PointwiseConv3d
-from volgan.inference.winograd import is_plain_3x3x3
+from volgan.inference.cpu.dense_parts import Part
+from volgan.inference.cpu.fused_pointwise import PointwiseConv3d
+from volgan.inference.cpu.winograd import is_plain_3x3x3
 
 # fewer output channels than one AVX-512 register of float32 sums
 PAIRED_BELOW_CHANNELS = 16
@@ -47,7 +47,7 @@ def paired_convolution(conv: nn.Conv3d) -> nn.Conv3d:
 
 class PairedDepthConv3d(nn.Module):
     """A plain 3x3x3 convolution (stride 1, zero padding 1) in ``dtype`` through oneDNN
-    (:class:`~volgan.inference.fused_pointwise.PointwiseConv3d`), channels-last 3D, computed two
+    (:class:`~volgan.inference.cpu.fused_pointwise.PointwiseConv3d`), channels-last 3D, computed two
     output depths at a time when ``pair`` (default: fewer than 16 output channels) and the input's
     depth is even; :meth:`forward_into` writes it into a given tensor."""
 
@@ -66,7 +66,7 @@ class PairedDepthConv3d(nn.Module):
         return self.part(x).write(out)
 
     def part(self, x: torch.Tensor) -> Part:
-        """The convolution of ``x`` as a :class:`~volgan.inference.dense_parts.Part`: depth-paired as
+        """The convolution of ``x`` as a :class:`~volgan.inference.cpu.dense_parts.Part`: depth-paired as
         computed (no interleaving copy) when it runs two depths at a time."""
         if self.paired is None or x.shape[2] % 2:
             return Part(self.plain(x))

@@ -2,8 +2,8 @@
 
 The generator's head is a one-channel transposed convolution (kernel 4, stride 2, padding 1)
 over the concatenation of the last decoder level's output and the first encoder output. Volgan's
-native U-Net (:mod:`volgan.inference.native_unet`) computes it as two stride-1 convolutions, one
-per half, in sub-pixel form (:mod:`volgan.inference.subpixel`): the 8 output channels are the 8
+native U-Net (:mod:`volgan.inference.cpu.native_unet`) computes it as two stride-1 convolutions, one
+per half, in sub-pixel form (:mod:`volgan.inference.cpu.subpixel`): the 8 output channels are the 8
 residues of the full-resolution output. In PyTorch the second half then adds into the first
 half's result (a pass over it), the result is interleaved into a new full-resolution tensor (a
 copy), the input is added (a pass) and a ReLU applied (a pass). With oneDNN that convolution has
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from volgan.inference.native_kernels import load_library, run_jobs
-from volgan.inference.subpixel import SubPixelConvTranspose3d
+from volgan.inference.cpu.native_kernels import load_library, run_jobs
+from volgan.inference.cpu.subpixel import SubPixelConvTranspose3d
 
 KERNELS = {torch.float32: "subpixel_head_f32", torch.bfloat16: "subpixel_head_bf16"}
 

@@ -1,5 +1,5 @@
 /* ELU(scale * x + shift), per channel, in one pass: an eval-mode BatchNorm and the ELU after it
- * (mDCSRN's pre-activation units; see volgan/inference/norm_elu.py).
+ * (mDCSRN's pre-activation units; see volgan/inference/cpu/norm_elu.py).
  *
  * x holds `voxels` voxels of `channels` values each, voxel v at x + v * pitch (a channels-last
  * tensor has pitch == channels; a channel range of a larger channels-last buffer, e.g. a dense

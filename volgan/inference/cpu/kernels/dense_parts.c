@@ -1,5 +1,5 @@
 /* A dense block's running concatenation kept as separate parts (see
- * volgan/inference/dense_parts.py): each unit's BatchNorm + ELU reads the parts it needs, and the
+ * volgan/inference/cpu/dense_parts.py): each unit's BatchNorm + ELU reads the parts it needs, and the
  * block's output is gathered from them once.
  *
  * A part holds `part_channels[p]` channels of every voxel of a (batch, depth, plane) volume, in

@@ -15,7 +15,7 @@
 #endif
 
 /* the job loops: split between the threads of the OpenMP runtime when built with -fopenmp (the
- * runtime PyTorch already runs its convolutions on, see volgan/inference/native_kernels.py),
+ * runtime PyTorch already runs its convolutions on, see volgan/inference/cpu/native_kernels.py),
  * else the caller splits [begin, end) between its own threads */
 #ifdef _OPENMP
 extern int volgan_threads; /* threads of the job loops; 1: the caller's thread only (see parallel.c) */

@@ -1,5 +1,5 @@
 /* How the kernels' job loops (PARALLEL_JOBS in elementwise.h) run: see
- * volgan/inference/native_kernels.py. */
+ * volgan/inference/cpu/native_kernels.py. */
 #include "elementwise.h"
 
 /* 1 when built with -fopenmp: then the job loops run on volgan_threads OpenMP threads (set per

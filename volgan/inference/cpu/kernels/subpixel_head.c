@@ -1,9 +1,9 @@
 /* The last layer of the PET U-Net in one pass: a one-channel transposed convolution with kernel 4,
  * stride 2 and padding 1 over a channels-last input, added to a partial result of the same layer,
  * plus the residual input, through a ReLU, written straight into the full-resolution output (see
- * volgan/inference/subpixel_head.py).
+ * volgan/inference/cpu/subpixel_head.py).
  *
- * In sub-pixel form (volgan/inference/subpixel.py) the layer is a stride-1 convolution with 2x2x2
+ * In sub-pixel form (volgan/inference/cpu/subpixel.py) the layer is a stride-1 convolution with 2x2x2
  * taps over the input zero-padded by 1, whose 8 output channels are the 8 residues r = (rd, rh, rw)
  * of the output: position q of that convolution and residue r give output voxel 2 q + r - 1 on each
  * axis. Here the 8 residues of a position are one vector of 8 floats, so

@@ -1,5 +1,5 @@
 /* Fused passes around a 3x3x3 convolution computed as Winograd F(4, 3) along depth and 3x3 2D
- * convolutions in-plane (see volgan/inference/native_winograd.py for the algorithm and the layouts).
+ * convolutions in-plane (see volgan/inference/cpu/native_winograd.py for the algorithm and the layouts).
  *
  * Activations are channels-last volumes: (batch, depth, plane, channel) with a channel stride
  * (the volume may be a channel range of a wider buffer). "Tiles" are groups of 4 output planes;
