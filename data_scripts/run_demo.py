@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-from volgan.inference.montage import montage
+from volgan.io.montage import montage
 from volgan.io import read_nifti
 from volgan.metrics import nrmse, psnr, ssim
 

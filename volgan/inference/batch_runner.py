@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from volgan.inference.inputs import broken_link, check_output_apart, input_locations, output_name, resolve_inputs
-from volgan.inference.montage import montage
+from volgan.io.montage import montage
 from volgan.inference.progress import Progress
 from volgan.inference.provenance import describe_model, mismatch, predictor_options, sha256_file, sha256_input
 from volgan.inference.run_lock import HOST, FileLock, process_alive
