@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from volgan.cli import bundle_predictor
+from volgan.bundle import bundle_predictor
 from volgan.io import Volume, read_nifti
 from volgan.metrics import best_gaussian, bm4d_denoise, nlm_rician, psnr, ssim
 

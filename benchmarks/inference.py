@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT))
 
 # ----------------------------------------------------------------------------- worker side
 def _bundle(bundle: str):
-    from volgan.cli import bundle_config
+    from volgan.bundle import bundle_config
 
     return bundle_config(bundle)
 

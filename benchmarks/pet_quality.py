@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from volgan.cli import bundle_predictor
+from volgan.bundle import bundle_predictor
 from volgan.io import read_nifti
 from volgan.metrics import contrast_recovery, psnr, ssim
 

@@ -115,7 +115,7 @@ def test_a_network_the_flop_probe_cannot_run_keeps_every_layer_in_reduced_precis
 def test_redwgan_bundle_keeps_fp32_layers_only_where_layers_are_not_fused(device, share):
     """On the CPU fast mode's fused layers round once each (45.9 dB all in bf16,
     benchmarks/README.md), under CUDA autocast the three cheapest layers stay in fp32."""
-    from volgan.cli import bundle_config
+    from volgan.bundle import bundle_config
 
     parser = bundle_config(WEIGHTS.parents[1], device=f"$torch.device({device!r})")
     assert parser.get_parsed_content("fp32_share") == share

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from volgan.cli import bundle_predictor
+from volgan.bundle import bundle_predictor
 from volgan.io import read_volume, write_nifti
 
 logger = logging.getLogger(__name__)
