@@ -2,10 +2,8 @@
 
 glibc serves large allocations (above a threshold that grows to 32 MB) with ``mmap`` and unmaps
 them on free, so every large activation of a PyTorch forward pass on the CPU is a fresh mapping
-whose pages fault in on first touch. With whole-volume windows that is most of the time: the PET
-U-Net's forward pass (PyTorch) on a 192x224x192 volume took 0.93 s with the default allocator and
-0.40 s with every allocation served from the heap and freed memory kept; RED-WGAN's fast mode
-(ONNX Runtime) on a 128x144x128 volume went from 20-21 s to 17.3-17.9 s. The cost: the process
+whose pages fault in on first touch; with whole-volume windows that dominates a pass. Serving
+every allocation from the heap and keeping freed memory avoids it. The cost: the process
 keeps its peak heap size until it exits. ``VOLGAN_KEEP_FREED_MEMORY=0`` in the environment turns
 this off.
 """

@@ -1,14 +1,12 @@
 """mDCSRN's dense blocks without concatenation copies, for fast mode on the CPU.
 
 A dense block concatenates its input and every unit's new feature maps, so ``torch.cat`` copies
-the whole running concatenation once per unit (0.20 s of a 1.85 s bf16 window of the small
-preset, 104x120x104). :class:`BufferedDenseBlock` computes the same function without: its input
+the whole running concatenation once per unit. :class:`BufferedDenseBlock` computes the same function without: its input
 and each unit's output are kept as parts (:mod:`volgan.inference.cpu.dense_parts`), each unit's
 BatchNorm + ELU reads the parts it needs in one C pass, its convolution
 (:class:`~volgan.inference.cpu.paired_depth.PairedDepthConv3d`, two output depths at a time for
 narrow layers) adds its output as a new part as computed, and the block's output buffer is
-written once, from all parts. (Until session 15 the units wrote into one shared buffer; writing
-8 of its 48 channels touched all of it: ``benchmarks/README.md``.)
+written once, from all parts.
 """
 
 from __future__ import annotations

@@ -127,8 +127,8 @@ def fp32_convolution(conv: nn.Conv3d, unary: str = "none", slope: float = 0.0, *
 
     Calling oneDNN directly also bypasses PyTorch's ``F.conv3d`` dispatch, which runs a batch-1
     float32 input with ``N * C * D * H <= 20480`` and a kernel of at most 3 (a one-channel 64^3 or
-    104x120x104 window; the PET U-Net's decoder on a 64^3 window) in its reference convolution:
-    3-5x slower than oneDNN here (``benchmarks/README.md``)."""
+    104x120x104 window; the PET U-Net's decoder on a 64^3 window) in its reference convolution,
+    far slower than oneDNN (``benchmarks/README.md``)."""
     conv = conv.float()
     if fused is None:
         fused = fused_pointwise_available(torch.float32)

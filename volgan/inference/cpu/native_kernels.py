@@ -28,10 +28,8 @@ run its convolutions, with ``torch.get_num_threads()`` threads. Otherwise, and w
 the kernels maps an OpenMP runtime of their own (:func:`loaded_openmp_sonames`), the work is split into contiguous job
 ranges run on that many Python threads (``ctypes`` releases the GIL during each call). Why: after
 each oneDNN convolution PyTorch's OpenMP threads spin-wait for their next parallel region, and on
-a 2-core machine they took the cores from the Python threads. ``benchmarks/kernel_threads.py``
-(AVX-512 EPYC, 2 cores, a 128^3 crop): OpenMP loops 1.07x faster than Python threads for mDCSRN's
-bf16 fast mode, 1.21x for its fp32 native form, 1.05x for RED-WGAN's (a second run, after the
-dense-parts change: 1.05x, 1.10x, 1.02x), outputs identical.
+few cores they take the cores from Python threads (``benchmarks/kernel_threads.py`` compares
+the two; the outputs are identical).
 """
 
 from __future__ import annotations
@@ -57,8 +55,7 @@ SOURCES = (KERNELS / "winograd_depth.c", KERNELS / "affine_elu.c", KERNELS / "de
            KERNELS / "parallel.c")
 HEADERS = (KERNELS / "elementwise.h",)
 # no -ffast-math: exp_nonpositive rounds with a float addition that re-association would remove;
-# -ffp-contract=fast: fused multiply-adds, which -std=c11 alone turns off (the BatchNorm + ELU pass
-# over 40 bfloat16 channels of a 104x120x104 window: 14 ms without, 11 ms with, AVX-512 EPYC)
+# -ffp-contract=fast: fused multiply-adds, which -std=c11 alone turns off
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=fast", "-std=c11", "-shared", "-fPIC")
 OPENMP_FLAG = "-fopenmp"  # tried first; without it the same sources build for Python threads
 # shared-library names of OpenMP runtimes (GNU, LLVM, Intel)
@@ -115,7 +112,7 @@ def _cpu_features() -> str:
 
 def _compiler_identity(compiler: str) -> str:
     """The compiler's resolved path, size and modification time: a compiler upgraded or replaced in
-    place gets a build of its own. (Running ``cc --version`` took 4 ms of every process's set-up.)"""
+    place gets a build of its own, without running the compiler."""
     path = os.path.realpath(compiler)
     info = os.stat(path)
     return f"{path} {info.st_size} {info.st_mtime_ns}"
@@ -196,9 +193,8 @@ def loaded_openmp_sonames() -> frozenset[str]:
     """Which of the OpenMP runtimes that ``-fopenmp`` links (GNU, LLVM, Intel) are loaded in this
     process, by shared-library name (``dlopen`` with ``RTLD_NOLOAD``, Linux). The dynamic loader
     resolves the kernels' dependency on such a name to a library already loaded under it, so the
-    set grows exactly when loading the kernels maps a runtime of their own. Microseconds, where
-    reading ``/proc/self/maps`` (:func:`openmp_runtimes`) took 5 ms a time in a process that had
-    imported PyTorch."""
+    set grows exactly when loading the kernels maps a runtime of their own. Cheaper than reading
+    ``/proc/self/maps`` (:func:`openmp_runtimes`)."""
     loaded = set()
     for name in OPENMP_SONAMES:
         try:

@@ -4,17 +4,14 @@ The same function as :class:`~volgan.networks.PetUNetGenerator` (up to fp32 roun
 PyTorch, plus one C pass for the head where volgan's kernels build (none needed). In fp32, or in
 bf16 where oneDNN runs bf16 convolutions (fast mode on CPUs with AVX-512 BF16 or AMX): then every
 convolution and the activations between them are bf16, and the head pass reads them and computes
-in float32, with the input's float32 residual. On a 192x224x192 volume (AVX-512 BF16 EPYC, shipped
-weights) a warm fast-mode pass took 179 ms against 224 ms for PyTorch under autocast (medians of
-7 alternating passes), 66.6 dB from fast mode in fp32 on a test phantom (autocast: 66.4):
+in float32, with the input's float32 residual:
 
 * every layer runs channels-last, its BatchNorm folded into the convolution's weights. Where
   PyTorch has oneDNN's fused convolutions (:func:`~volgan.inference.cpu.fused_pointwise.fused_pointwise_available`)
   each convolution is one call to them, its activation applied as a post-op. That call also
   bypasses PyTorch's dispatch, which runs convolutions of small one-window inputs (batch 1 and
   ``N * C * D * H <= 20480``: the decoder and head of a 64^3 window) in its reference
-  implementation instead of oneDNN: a 64^3 window alone took 54.9 ms that way against 23.9 ms
-  (``benchmarks/native_convolutions.py``). Otherwise ``F.conv3d`` and in-place activations;
+  implementation instead of oneDNN (``benchmarks/native_convolutions.py``). Otherwise ``F.conv3d`` and in-place activations;
 * below the top level, the buffer each decoder level concatenates into is allocated once: the
   encoder's skip output is copied into its second half, and the decoder's transposed convolution
   (sub-pixel form, :class:`~volgan.inference.cpu.subpixel.SubPixelConvTranspose3d`) scatters its
@@ -22,16 +19,12 @@ weights) a warm fast-mode pass took 179 ms against 224 ms for PyTorch under auto
 * at the top level the concatenation would be the largest tensor of the pass (twice the first
   level's width at half resolution) and the head's output is narrow, so the head is two
   convolutions instead, one over each half, the second adding into the first's output:
-  ``conv(cat(a, b), w) = conv(a, w_a) + conv(b, w_b)``. On a 192x224x192 volume (small preset)
-  that took 53 ms against 75 ms for concatenating and one convolution, and 132 MB less memory.
+  ``conv(cat(a, b), w) = conv(a, w_a) + conv(b, w_b)``, with no concatenated tensor.
   The half over the first encoder output runs before the decoder, and that output's storage then
-  receives the last decoder level's output: a 63 MB tensor fewer on that volume, and 210 MB
-  instead of 241 MB of page faults in a process's first pass;
-* the last decoder level's stride-1 convolution, whose result is the largest tensor of the pass
-  (70 MB on that volume), runs in parts of at least 32 output channels (residue classes), each
-  placed before the next is computed: the parts fit in memory that earlier levels freed. The
-  same speed (4 parts of 32 channels: 147 ms, one of 128: 149 ms, medians), and with the next
-  bullet a first pass on that volume faults in 159 MB instead of 195 MB;
+  receives the last decoder level's output: one full-resolution tensor fewer;
+* the last decoder level's stride-1 convolution, whose result is the largest tensor of the pass,
+  runs in parts of at least 32 output channels (residue classes), each placed before the next
+  is computed: the parts fit in memory that earlier levels freed, at the same speed;
 * with the C kernels (:mod:`volgan.inference.cpu.native_kernels`), the head's other half, the sum,
   the interleaving, the residual addition and the ReLU are one pass
   (:mod:`volgan.inference.cpu.subpixel_head`), which allocates only its output, once the last
@@ -70,8 +63,8 @@ from volgan.inference.cpu.subpixel_head import SubPixelHead, head_kernel_applies
 from volgan.networks.pet_cgan import ConcatenatedGenerator, PetUNetGenerator, crop_padding, pad_to_multiple
 
 CHANNELS_LAST = torch.channels_last_3d
-# the last decoder level's convolution runs in parts of at least this many output channels (with
-# fewer, oneDNN's convolution was slower: 8 parts of 16 took 1.3x as long as one of 128)
+# the last decoder level's convolution runs in parts of at least this many output channels
+# (narrower parts make oneDNN's convolution slower)
 PART_CHANNELS = 32
 # in bf16, every layer's width is rounded up to a multiple of this many channels (see the module docstring)
 BF16_CHANNEL_MULTIPLE = 16

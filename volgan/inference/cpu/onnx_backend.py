@@ -50,8 +50,7 @@ class OnnxRuntimeForward:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # memory patterns made the second run of a large window 2.3x slower than the first (17 s vs
-        # 7.4 s steady) and save nothing once the arena has grown
+        # memory patterns slow later runs of a large window and save nothing once the arena has grown
         options.enable_mem_pattern = False
         logger.info("network exported to ONNX Runtime (%d threads)", options.intra_op_num_threads)
         return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])

@@ -5,9 +5,7 @@ layer with fewer (mDCSRN's growth rate is 8 in the small preset) leaves most of 
 unused. Output depths ``2i`` and ``2i + 1`` read input depths ``2i - 1 .. 2i + 2``: both are one
 convolution with a 4x3x3 kernel, stride 2 along depth and twice the output channels (the first
 half: the kernel at depths 0-2 and zeros at 3; the second: zeros at 0 and the kernel at 1-3). That
-is 4/3 of the multiply-adds, but in bf16 on an AVX-512 BF16 EPYC a 104x120x104 window of 16 -> 8
-channels took 31 ms instead of 42, 40 -> 8 channels 78 ms instead of 111 (four output depths at a
-time: 42 and 109 ms). The two halves are interleaved back along depth by the copy that writes the
+is 4/3 of the multiply-adds, in registers that are full. The two halves are interleaved back along depth by the copy that writes the
 result into its destination (:meth:`PairedDepthConv3d.forward_into`), or not at all: a dense
 block keeps the paired output as one of its parts (:meth:`PairedDepthConv3d.part`,
 :mod:`volgan.inference.cpu.dense_parts`).

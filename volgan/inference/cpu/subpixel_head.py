@@ -12,10 +12,8 @@ where its 32- to 128-channel convolutions ran at about 150.
 
 :class:`SubPixelHead` does the second half, the addition of the first half's result, the
 interleaving, the residual and the ReLU in one pass (``kernels/subpixel_head.c``): each position's
-8 residues are one vector of 8 floats, and each is written straight to its output voxel. On a
-192x224x192 volume (the small preset, 16 channels a half) that took 21.6 ms against 33.9 ms for
-the PyTorch passes (same machine, medians of 15 alternating calls), and the pass allocates only
-its output. It reads float32 or bfloat16 inputs (the native U-Net in either precision) and
+8 residues are one vector of 8 floats, and each is written straight to its output voxel; the pass
+allocates only its output. It reads float32 or bfloat16 inputs (the native U-Net in either precision) and
 computes in float32.
 """
 

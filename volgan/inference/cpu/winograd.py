@@ -50,8 +50,8 @@ def worth_winograd(conv: nn.Conv3d) -> bool:
     """Whether the Winograd form is expected to be faster than a direct convolution.
 
     The transforms are memory passes over the input and output; they are amortised when the
-    convolution has enough channels (measured in ONNX Runtime on two 64^3 windows: 16 -> 32 and
-    40 -> 8 gain 1.6x and 1.35x, 8 -> 16 breaks even, 4 -> 32, 1 -> 16 and 16 -> 1 lose).
+    convolution has enough channels: at least 8 on each side and 128 input-output pairs
+    (``benchmarks/README.md``).
     """
     return is_plain_3x3x3(conv) and conv.in_channels * conv.out_channels >= 128 and min(conv.in_channels, conv.out_channels) >= 8
 
