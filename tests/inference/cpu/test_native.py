@@ -168,7 +168,7 @@ def test_without_kernels_auto_falls_back_and_native_is_refused(fresh_library, mo
 
 def test_kernels_build_once_into_the_cache_even_from_concurrent_processes(fresh_library):
     """Four processes start with an empty cache at once: all load the kernels, and exactly one
-    library (no temporary files) is left in the cache."""
+    library with its digest (no temporary files) is left in the cache."""
     code = ("from volgan.inference.cpu.native_kernels import load_library\n"
             "lib = load_library(); assert lib is not None; print(lib._name)")
     env = {**os.environ, "VOLGAN_KERNEL_CACHE": str(fresh_library)}
@@ -176,9 +176,10 @@ def test_kernels_build_once_into_the_cache_even_from_concurrent_processes(fresh_
     paths = {p.communicate(timeout=300)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)
     assert len(paths) == 1
-    assert [f.name for f in fresh_library.iterdir()] == [os.path.basename(paths.pop())]
+    name = os.path.basename(paths.pop())
+    assert sorted(f.name for f in fresh_library.iterdir()) == [name, name + ".sha256"]  # the library and its digest
     library = native_kernels.load_library()  # this process: the cached file, not a rebuild
-    assert isinstance(library, ctypes.CDLL) and len(list(fresh_library.iterdir())) == 1
+    assert isinstance(library, ctypes.CDLL) and len(list(fresh_library.iterdir())) == 2
 
 
 def test_a_failing_compiler_leaves_no_file_behind(fresh_library, monkeypatch, tmp_path):

@@ -41,6 +41,7 @@ import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +101,53 @@ def cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"volgan-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 
 
+def private_folder(path: Path) -> Path:
+    """``path`` created (mode 0700) if missing, and checked: a real folder (not a link) owned by
+    this user and writable by nobody else. Anything else raises :class:`PermissionError`: a folder
+    another user can write to could hold a library planted for this process to load."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    problem = _ownership_problem(info, stat.S_ISDIR)
+    if problem:
+        raise PermissionError(f"kernel cache {path}: {problem}; refusing to build or load kernels there")
+    return path
+
+
+def _ownership_problem(info: os.stat_result, kind) -> str:
+    if not kind(info.st_mode):
+        return "not a plain folder/file (a link or something else)"
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return f"owned by uid {info.st_uid}, not by this user (uid {os.getuid()})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return ""
+
+
+def _digest_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def trusted_library(target: Path) -> bool:
+    """Whether ``target`` may be loaded: a regular file owned by this user, writable by nobody else,
+    whose SHA-256 is the one recorded when volgan built it (the name already carries the hash of the
+    sources, flags, compiler and CPU it was built from). An untrusted file raises
+    :class:`PermissionError` when its owner or permissions are wrong; a file that fails only the
+    hash (e.g. an interrupted or foreign build in a private cache) returns False, to be rebuilt."""
+    info = os.lstat(target)
+    problem = _ownership_problem(info, stat.S_ISREG)
+    if problem:
+        raise PermissionError(f"{target}: {problem}; refusing to load it")
+    digest = _digest_path(target)
+    try:
+        return digest.read_text().strip() == _file_sha256(target)
+    except OSError:
+        return False
+
+
 def _cpu_features() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -131,6 +179,9 @@ def _build(compiler: str, target: Path, openmp: bool) -> None:
                 break
         else:
             raise RuntimeError(f"{compiler} failed on {', '.join(s.name for s in SOURCES)}: {result.stderr.strip()[-2000:]}")
+        digest_tmp = _digest_path(Path(tmp))
+        digest_tmp.write_text(_file_sha256(Path(tmp)))
+        os.replace(digest_tmp, _digest_path(target))
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -152,9 +203,11 @@ def load_library() -> ctypes.CDLL | None:
              _cpu_features(),
              platform.machine()]
         ).encode()).hexdigest()[:20]
-        target = cache_dir() / f"volgan_kernels-{key}.so"
+        target = private_folder(cache_dir()) / f"volgan_kernels-{key}.so"
         try:
             library, mapped_own_runtime = _load(compiler, target, openmp=True)
+        except PermissionError:
+            raise
         except OSError as err:
             if not target.exists():  # not built (e.g. an unwritable cache): a second build would fail alike
                 raise
@@ -180,9 +233,11 @@ def load_library() -> ctypes.CDLL | None:
 def _load(compiler: str, target: Path, openmp: bool) -> tuple[ctypes.CDLL, bool]:
     """``target`` (built first if missing) loaded, and whether loading it mapped an OpenMP runtime
     that was not mapped before."""
-    if not target.exists():
+    if not target.exists() or not trusted_library(target):
         logger.info("compiling native kernels into %s", target)
         _build(compiler, target, openmp)
+        if not trusted_library(target):
+            raise PermissionError(f"{target}: changed while it was built; refusing to load it")
     runtimes = loaded_openmp_sonames if platform.system() == "Linux" else openmp_runtimes
     before = runtimes()
     library = ctypes.CDLL(str(target))
