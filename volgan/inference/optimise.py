@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
-from pathlib import Path
 
 import torch
 from torch import nn
+
+from volgan.hardware import cpu_has_fast_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +94,6 @@ def batchnorm_affine(norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
 def is_eval_batchnorm(module: nn.Module) -> bool:
     return (isinstance(module, nn.BatchNorm3d) and not module.training and module.track_running_stats
             and module.running_mean is not None)
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True if this CPU has native bf16 dot products (AVX-512 BF16 or AMX); otherwise bf16 is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
 def fast_precision(device: torch.device) -> str:
