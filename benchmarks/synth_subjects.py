@@ -26,9 +26,8 @@ def montage(anatomy: TissueAnatomy, path: str, seed: int = 0) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    gen = SynthMRGenerator(anatomy, shape=(144, 160, 144), spacing_range=(1.2, 1.4), centre_on_head=0.0)
-    centre = np.argwhere(anatomy.maps.sum(0) > 0.5).mean(0)
-    gen._centre = lambda rng: centre + rng.uniform(-8, 8, 3)  # whole heads, randomly placed
+    centre = anatomy.head_voxels().mean(0)  # whole heads, randomly placed
+    gen = SynthMRGenerator(anatomy, shape=(144, 160, 144), spacing_range=(1.2, 1.4), centre=centre, centre_jitter=8.0)
     fig, axes = plt.subplots(4, 4, figsize=(10, 11))
     for k, ax in enumerate(axes.flat):
         subject = gen.draw(np.random.default_rng(seed + k))

@@ -13,8 +13,6 @@ import gzip
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -28,9 +26,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import phantom
+from tests.label.server_process import LABEL_PYTHON, ROOT, free_port, stop_server
 
-ROOT = Path(__file__).resolve().parents[2]
-LABEL_PYTHON = Path(os.environ.get("VOLGAN_LABEL_PYTHON", ROOT / ".venv-label" / "bin" / "python"))
 BUNDLE = ROOT / "bundles" / "mri_denoise_redwgan"
 MODEL = BUNDLE.name
 ALLOWED_ORIGIN = "http://localhost:3000"
@@ -91,12 +88,6 @@ class Server:
             return Reply(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every entry under ``folder`` (links as their target text), with its content."""
     out = {}
@@ -151,12 +142,7 @@ def site(tmp_path_factory):
         yield server, studies, outside
         assert snapshot(outside) == before
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        stop_server(proc)
     log_text = log_path.read_text()
     assert "is not one of the installed bundles" not in log_text
     assert token not in log_text

@@ -7,31 +7,21 @@ downgrade numpy and jsonschema in the core one); set VOLGAN_LABEL_PYTHON to use 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from tests.conftest import oblique_affine, phantom
+from tests.label.server_process import LABEL_PYTHON, free_port, stop_server
 from volgan.cli import build_parser, main
 from volgan.label.serve import default_bundles
 
-ROOT = Path(__file__).resolve().parents[2]
-LABEL_PYTHON = Path(os.environ.get("VOLGAN_LABEL_PYTHON", ROOT / ".venv-label" / "bin" / "python"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_info(url: str, proc: subprocess.Popen, timeout: float = 300) -> dict:
@@ -83,12 +73,7 @@ def test_monai_label_server_runs_every_bundle_like_volgan_infer(tmp_path):
             assert got.shape == ref.shape
             assert np.abs(got.get_fdata() - ref_data).max() <= 1e-4 * np.ptp(ref_data)
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        stop_server(proc)
         log.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()

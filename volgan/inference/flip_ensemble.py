@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import product
 
 import numpy as np
@@ -15,6 +16,15 @@ def flip_axes(flips: int) -> list[tuple[int, ...]]:
         raise ValueError(f"flips must be 1, 2, 4 or 8, got {flips}")
     subsets = [tuple(a for a, f in zip((2, 1, 0), bits) if f) for bits in product((0, 1), repeat=3)]
     return [tuple(sorted(s)) for s in subsets[:flips]]
+
+
+def mean_over_flips(array: np.ndarray, run: Callable[[np.ndarray], np.ndarray],
+                    axes: list[tuple[int, ...]]) -> np.ndarray:
+    """The mean of ``run`` over flipped copies of ``array``, each output flipped back (float32)."""
+    total = np.zeros(array.shape, dtype=np.float64)
+    for flip in axes:
+        total += np.flip(run(np.ascontiguousarray(np.flip(array, flip))), flip)
+    return (total / len(axes)).astype(np.float32)
 
 
 class FlipEnsemblePredictor:
@@ -33,21 +43,16 @@ class FlipEnsemblePredictor:
 
     def predict_array(self, array: np.ndarray, **kwargs) -> np.ndarray:
         """The same ensemble on a bare 3D array (``kwargs`` go to the wrapped ``predict_array``)."""
-        total = None
-        for axes in self.axes:
-            out = self.predictor.predict_array(np.ascontiguousarray(np.flip(array, axes)), **kwargs)
-            out = np.flip(out, axes).astype(np.float64)
-            total = out if total is None else total + out
-        return (total / len(self.axes)).astype(np.float32)
+        return mean_over_flips(array, lambda a: self.predictor.predict_array(a, **kwargs), self.axes)
 
     def predict(self, volume: Volume) -> Volume:
         if len(self.axes) == 1:
             return self.predictor.predict(volume)
-        total = None
-        result = volume
-        for axes in self.axes:
-            flipped = volume.with_array(np.ascontiguousarray(np.flip(volume.array, axes)))
-            result = self.predictor.predict(flipped)
-            out = np.flip(result.array, axes).astype(np.float64)
-            total = out if total is None else total + out
-        return result.with_array((total / len(self.axes)).astype(np.float32))
+        results: list[Volume] = []
+
+        def run(flipped: np.ndarray) -> np.ndarray:
+            results.append(self.predictor.predict(volume.with_array(flipped)))
+            return results[-1].array
+
+        mean = mean_over_flips(volume.array, run, self.axes)
+        return results[-1].with_array(mean)

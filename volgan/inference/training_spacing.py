@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from volgan.data.target_grid import ORDERS, resample_to_target, target_grid
+from volgan.data.target_grid import ORDERS, resample_to_target
 from volgan.io.volume import Volume
 
 
@@ -57,8 +57,7 @@ class TrainingSpacingPredictor:
             return self.predictor.predict(volume)
         on_model = resample_to_target(volume, target, self.interpolation, max_coarsening=np.inf)
         result = self.predictor.predict(on_model)
-        _, _, index_map = target_grid(volume.shape, volume.affine, target)
-        back = np.linalg.inv(index_map)  # input voxel index -> model-grid voxel index
+        back = np.linalg.inv(on_model.affine) @ volume.affine  # input voxel index -> model-grid voxel index
         array = ndimage.affine_transform(
             np.asarray(result.array, dtype=np.float32), back[:3, :3], offset=back[:3, 3], output_shape=volume.shape,
             order=ORDERS[self.interpolation], mode="nearest", prefilter=True,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 
 # the soft tissue classes, in the order of TissueAnatomy.maps; background is 1 - their sum
 TISSUES: tuple[str, ...] = ("grey_matter", "white_matter", "csf", "scalp", "skull")
@@ -40,6 +42,12 @@ class TissueAnatomy:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.maps.shape[1:])  # type: ignore[return-value]
+
+    @cached_property
+    def volumes(self) -> torch.Tensor:
+        """``(len(TISSUES) + 1, X, Y, Z)``: the maps and the template in one tensor, for sampling
+        (made once and shared by every generator drawing from this anatomy)."""
+        return torch.from_numpy(np.concatenate([self.maps, self.template[None]]))
 
     def head_voxels(self, threshold: float = 0.5) -> np.ndarray:
         """``(N, 3)`` indices of voxels that are mostly head (any tissue), for choosing positions."""

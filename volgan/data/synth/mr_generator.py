@@ -72,6 +72,8 @@ class SynthMRGenerator:
             in the anatomy's box, so background and edges are seen too).
         bias_strength: maximum standard deviation of the log bias field.
         max_psf_sigma: maximum Gaussian PSF width in voxels, per axis.
+        centre: a fixed anatomy voxel for the grid's centre (e.g. whole heads), moved by up to
+            ``centre_jitter`` voxels per axis; ``None``: drawn as ``centre_on_head`` says.
         spatial_kwargs: more options of :func:`draw_spatial`.
 
     Examples::
@@ -84,7 +86,8 @@ class SynthMRGenerator:
 
     def __init__(self, anatomy: TissueAnatomy, shape: Sequence[int] = (48, 48, 48), *,
                  spacing_range: tuple[float, float] = (0.8, 1.6), centre_on_head: float = 0.9,
-                 bias_strength: float = 0.25, max_psf_sigma: float = 0.6, **spatial_kwargs):
+                 bias_strength: float = 0.25, max_psf_sigma: float = 0.6, centre: Sequence[float] | None = None,
+                 centre_jitter: float = 0.0, **spatial_kwargs):
         self.anatomy = anatomy
         self.shape = tuple(int(n) for n in shape)
         if len(self.shape) != 3 or min(self.shape) < 1:
@@ -93,12 +96,14 @@ class SynthMRGenerator:
         self.centre_on_head = centre_on_head
         self.bias_strength = bias_strength
         self.max_psf_sigma = max_psf_sigma
+        self.centre, self.centre_jitter = centre, float(centre_jitter)
         self.spatial_kwargs = spatial_kwargs
         self._head = anatomy.head_voxels()
         self._box = np.asarray(anatomy.shape, dtype=float) - 1
-        self._volumes = torch.from_numpy(np.concatenate([anatomy.maps, anatomy.template[None]]))
 
     def _centre(self, rng: np.random.Generator) -> np.ndarray:
+        if self.centre is not None:
+            return np.asarray(self.centre, dtype=float) + rng.uniform(-self.centre_jitter, self.centre_jitter, 3)
         if rng.uniform() < self.centre_on_head and len(self._head):
             return self._head[rng.integers(len(self._head))] + rng.uniform(-0.5, 0.5, 3)
         return rng.uniform(0.0, 1.0, 3) * self._box
@@ -108,7 +113,7 @@ class SynthMRGenerator:
         spatial = draw_spatial(rng, self._centre(rng), spacing_range=self.spacing_range, **self.spatial_kwargs)
         contrast = draw_contrast(rng)
         coords = sampling_coordinates(spatial, self.shape, self.anatomy.spacing)
-        *probs, base = sample(self._volumes, coords)
+        *probs, base = sample(self.anatomy.volumes, coords)
         texture_scale = float(rng.uniform(0.5, 1.5))
         texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, self.shape).astype(np.float32), texture_scale)
         texture /= max(float(texture.std()), 1e-6)
