@@ -19,7 +19,8 @@ blurred by the system resolution: the noise-free reference), ``sub-XX_full.nii.g
 ``sub-XX.json`` (every drawn factor), for training and validation subjects ``sub-XX_sampling.nii.gz``
 (1 brain, 2 lesions: the manifests' mask), for the test subjects also ``sub-XX_noisefree.nii.gz``
 (the truth); ``train.csv``/``val.csv`` manifests pairing every low-dose scan with its subject's
-full-dose scan (volgan.data.manifest); and ``demo/``: the first test subject's 1/10-dose scan as
+full-dose scan (volgan.data.manifest), ``train_truth.csv``/``val_truth.csv`` pairing them with the
+subject's noise-free truth instead; and ``demo/``: the first test subject's 1/10-dose scan as
 NIfTI (SUV) and as a DICOM PET series (Bq/ml). Existing subjects are kept (delete the folder to rebuild).
 
 Usage: python data_scripts/make_pet_data.py --out data/pet [--train 6] [--val 1] [--test 1]
@@ -66,19 +67,23 @@ def write_sampling_map(folder: Path, name: str) -> None:
     if path.is_file():
         return
     brain = read_nifti(folder / f"{name}_brain.nii.gz")
-    lesions = read_nifti(folder / f"{name}_lesions.nii.gz").array > 0
+    # a subject may have no lesion: its label map is all zero, which read_nifti's checks refuse
+    lesions = read_nifti(folder / f"{name}_lesions.nii.gz", check=False).array > 0
     labels = np.where(lesions, 2, brain.array > 0).astype(np.uint8)
     write_nifti(brain.with_array(labels, dtype=np.dtype(np.uint8)), path)
 
 
-def write_manifest(folder: Path, names: list[str], path: Path) -> None:
+def write_manifest(folder: Path, names: list[str], path: Path, target: str = "full") -> None:
+    """Pair every low-dose scan of ``names`` with its subject's ``target`` image: ``full`` (the
+    full-dose scan, as with patient data) or ``truth`` (the noise-free activity blurred by the
+    system resolution, which only a simulation knows)."""
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["subject", "source", "target", "mask", "align"])
         for name in names:
             for key in DOSES:
                 if key != "full":
-                    writer.writerow([f"{name}_{key}", f"{folder.name}/{name}_{key}.nii.gz", f"{folder.name}/{name}_full.nii.gz",
+                    writer.writerow([f"{name}_{key}", f"{folder.name}/{name}_{key}.nii.gz", f"{folder.name}/{name}_{target}.nii.gz",
                                      f"{folder.name}/{name}_sampling.nii.gz", "auto"])
 
 
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             for name in names:
                 write_sampling_map(folder, name)
             write_manifest(folder, names, args.out / f"{split}.csv")
+            write_manifest(folder, names, args.out / f"{split}_truth.csv", target="truth")
         elif names and not (args.out / "demo" / f"{names[0]}_dose-10_dicom").is_dir():
             write_demo(folder, names[0], args.out / "demo")
     print(f"wrote {args.out}")
