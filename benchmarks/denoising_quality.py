@@ -31,7 +31,7 @@ import numpy as np
 
 from volgan.bundle import bundle_predictor
 from volgan.io import Volume, read_nifti
-from volgan.metrics import best_gaussian, bm4d_denoise, nlm_rician, psnr, ssim
+from volgan.metrics import best_gaussian, bm4d_denoise, nlm_rician, psnr, relative_sharpness, ssim
 
 METHODS = ("noisy", "gaussian", "nlm", "bm4d", "bundle")
 
@@ -44,13 +44,6 @@ def centre_crop(mask: np.ndarray, size: tuple[int, int, int]) -> tuple[slice, ..
         start = int(np.clip(c - s // 2, 0, max(n - s, 0)))
         out.append(slice(start, start + min(s, n)))
     return tuple(out)
-
-
-def sharpness(image: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> float:
-    """Mean gradient magnitude of ``image`` in ``mask`` relative to ``clean``'s."""
-    def grad(a: np.ndarray) -> float:
-        return float(np.sqrt(sum(g**2 for g in np.gradient(a.astype(np.float64))))[mask].mean())
-    return grad(image) / max(grad(clean), 1e-12)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
                     "method": method,
                     "psnr": round(psnr(out, clean, data_range=peak, mask=mask), 2),
                     "ssim": round(ssim(out, clean, data_range=peak, mask=mask), 4),
-                    "sharpness": round(sharpness(out, clean, mask), 3),
+                    "sharpness": round(relative_sharpness(out, clean, mask=mask), 3),
                     "seconds": round(seconds, 1),
                     "note": note,
                 }

@@ -23,6 +23,7 @@ NETWORKS = {
     "red_wgan": lambda: RedWganGenerator("small"),
     "red_wgan_paper": lambda: RedWganGenerator("paper"),
     "mdcsrn": lambda: MdcsrnGenerator(),
+    "mdcsrn_small": lambda: MdcsrnGenerator(preset="small"),
     "pet_unet": lambda: PetUNetGenerator(),
 }
 

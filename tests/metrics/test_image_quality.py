@@ -42,3 +42,17 @@ def test_nrmse_and_validation():
         psnr(ref, np.ones((2, 2, 2)), data_range=1)
     with pytest.raises(ValueError, match="empty"):
         ssim(ref, ref, data_range=1, mask=np.zeros_like(ref, bool))
+
+
+def test_relative_sharpness_is_one_for_the_reference_and_below_one_when_blurred():
+    from scipy import ndimage
+
+    from volgan.metrics import relative_sharpness
+
+    rng = np.random.default_rng(1)
+    ref = ndimage.gaussian_filter(rng.normal(size=(20, 20, 20)), 1.0)
+    mask = np.zeros(ref.shape, bool)
+    mask[4:16, 4:16, 4:16] = True
+    assert relative_sharpness(ref, ref, mask=mask) == pytest.approx(1.0)
+    assert relative_sharpness(ndimage.gaussian_filter(ref, 1.5), ref, mask=mask) < 0.7
+    assert relative_sharpness(ref + rng.normal(scale=0.2, size=ref.shape), ref) > 1.2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from volgan.metrics.baselines import best_gaussian, bm4d_denoise, nlm_rician
-from volgan.metrics.image_quality import mae, mse, nrmse, psnr, ssim
+from volgan.metrics.image_quality import mae, mse, nrmse, psnr, relative_sharpness, ssim
 from volgan.metrics.lesion_contrast import contrast_recovery, lesion_contrasts, lesion_shells
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "nlm_rician",
     "nrmse",
     "psnr",
+    "relative_sharpness",
     "ssim",
 ]

@@ -1,4 +1,4 @@
-"""Full-reference image quality metrics for volumes: PSNR, 3D SSIM, NRMSE, MAE.
+"""Full-reference image quality metrics for volumes: PSNR, 3D SSIM, NRMSE, MAE, relative sharpness.
 
 Every metric takes an explicit ``data_range`` where the result depends on it, and an optional
 boolean ``mask`` restricting the average (e.g. a brain mask).
@@ -91,3 +91,16 @@ def ssim(pred, ref, *, data_range: float, mask=None, sigma: float = 1.5) -> floa
     cov = blur(p * r) - mu_p * mu_r
     smap = ((2 * mu_p * mu_r + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_r**2 + c1) * (var_p + var_r + c2))
     return float(smap[m].mean() if m is not None else smap.mean())
+
+
+def relative_sharpness(pred, ref, *, mask=None) -> float:
+    """Mean gradient magnitude of ``pred`` relative to ``ref``'s (in ``mask``; 1: as sharp as the
+    reference, below 1: smoother, above 1: edges or noise the reference does not have)."""
+    p, r = _pair(pred, ref)
+    m = _mask(mask, p.shape)
+
+    def mean_gradient(a: np.ndarray) -> float:
+        magnitude = np.sqrt(sum(g**2 for g in np.gradient(a)))
+        return float(magnitude[m].mean() if m is not None else magnitude.mean())
+
+    return mean_gradient(p) / max(mean_gradient(r), 1e-12)
