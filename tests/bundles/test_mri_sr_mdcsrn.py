@@ -164,3 +164,35 @@ def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
     state = torch.load(tmp_path / "models" / "training_state_checkpoint_epoch=2.pt", weights_only=True)
     assert state["trainer"]["iteration"] == 4
     assert state["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-6)
+
+
+def test_synthetic_training_draws_both_acquisitions_and_saves_state_outside_the_bundle(tmp_path):
+    """train.yaml + train_synth.yaml: fresh synthetic SR pairs each epoch, the full state and the best
+    validation generator in state_dir, nothing written into the bundle, resumable."""
+    from tests.data.test_synth import sphere_anatomy
+    from volgan.networks import MdcsrnGenerator
+
+    anatomy = tmp_path / "anatomy.npz"
+    sphere_anatomy(40).save(anatomy)
+    configs = json.dumps([str(CONFIGS / "train.yaml"), str(CONFIGS / "train_synth.yaml")])
+
+    def run(*extra: str):
+        return bundle_cli("run", "--config_file", configs, "--bundle_root", str(BUNDLE), "--synth_anatomy", str(anatomy),
+                          "--state_dir", str(tmp_path / "state"), "--patch_size", "[16, 16, 16]",
+                          "--draw_size", "[26, 26, 26]", "--batch_size", "2", "--iterations_per_epoch", "2",
+                          "--val_interval", "1", "--validate#source#shape", "[26, 26, 26]",
+                          "--validate#dataset#patch_size", "[16, 16, 16]", "--validate#dataset#length", "2", *extra)
+
+    before = sorted(p.name for p in (BUNDLE / "models").iterdir())
+    run("--max_epochs", "2")
+    state = tmp_path / "state" / "training_state_checkpoint_epoch=2.pt"
+    checkpoint = torch.load(state, weights_only=True)
+    assert {"generator", "critic", "g_optimizer", "d_optimizer", "lr_scheduler", "trainer"} <= set(checkpoint)
+    assert checkpoint["trainer"]["iteration"] == 4
+    best = torch.load(tmp_path / "state" / "generator_best_val.pt", weights_only=True)
+    assert set(best) == set(MdcsrnGenerator(preset="small").state_dict())
+    assert sorted(p.name for p in (BUNDLE / "models").iterdir()) == before, "training must not write into the bundle"
+    resumed = run("--max_epochs", "3", "--resume_from", str(state))
+    assert f"Restored all variables from {state}" in resumed.stdout + resumed.stderr
+    assert torch.load(tmp_path / "state" / "training_state_checkpoint_epoch=3.pt",
+                      weights_only=True)["trainer"]["iteration"] == 6
