@@ -165,3 +165,38 @@ def test_multi_gpu_overlay_under_torchrun_with_gloo(tmp_path, pair_dataset):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_phantom_training_keeps_its_state_outside_the_bundle_and_resumes(tmp_path, pair_dataset):
+    """train_phantoms.yaml: pairs from the truth manifests, full state (with the learning-rate
+    schedule) and the best-validation generator in state_dir every epoch, resume, and a restart
+    from trained weights."""
+    for split in ("train", "val"):
+        rows = list(csv.reader((pair_dataset / f"{split}.csv").open()))
+        for row in rows[1:]:
+            name = row[0]
+            truth = phantom((40, 40, 36), seed=int(name[1:])) / 10.0
+            nib.save(nib.Nifti1Image(truth, np.diag([2.0, 2.0, 2.0, 1.0])), pair_dataset / split / f"{name}_truth.nii.gz")
+            row[2] = f"{split}/{name}_truth.nii.gz"
+        with open(pair_dataset / f"{split}_truth.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+    state_dir = tmp_path / "state"
+    shipped = sorted(p.name for p in (BUNDLE / "models").iterdir())
+    args = [*train_args(tmp_path, pair_dataset, "train.yaml", "train_phantoms.yaml"), "--state_dir", str(state_dir),
+            "--patch_size", "[32, 32, 32]", "--warmup_iterations", "100000000"]
+    bundle_cli(*args)
+    state = state_dir / "training_state_checkpoint_epoch=2.pt"
+    checkpoint = torch.load(state, weights_only=True)
+    assert {"generator", "critic", "g_optimizer", "d_optimizer", "lr_scheduler", "trainer"} <= set(checkpoint)
+    assert checkpoint["trainer"]["iteration"] == 4 and checkpoint["lr_scheduler"]["last_epoch"] == 4
+    assert (state_dir / "generator_best_val.pt").is_file()
+    assert sorted(p.name for p in (BUNDLE / "models").iterdir()) == shipped
+
+    resumed = bundle_cli(*args, "--max_epochs", "3", "--resume_from", str(state))
+    assert f"Restored all variables from {state}" in resumed.stdout + resumed.stderr
+    assert torch.load(state_dir / "training_state_checkpoint_epoch=3.pt", weights_only=True)["trainer"]["iteration"] == 6
+
+    best = state_dir / "generator_best_val.pt"
+    restarted = bundle_cli(*args[:-1], "0", "--state_dir", str(tmp_path / "gan"), "--init_from", str(best))
+    assert f"Restored all variables from {best}" in restarted.stdout + restarted.stderr
+    assert torch.load(tmp_path / "gan" / "training_state_checkpoint_epoch=2.pt", weights_only=True)["trainer"]["iteration"] == 4
