@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import oblique_affine
@@ -51,3 +52,19 @@ def test_with_the_real_predictor_and_an_identity_network():
     out = pred.predict(thick)
     assert out.shape == (12, 10, 16)
     np.testing.assert_allclose(out.array, pred.prepare(thick).array, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 3.0), (1.0, 1.0, 5.0), (1.0, 1.0, 6.0), (2.0, 2.0, 3.0),
+                                     (0.8, 0.8, 4.0)])
+def test_any_slice_spacing_comes_back_on_the_one_mm_grid_of_the_same_extent(spacing):
+    thick = Volume(np.full((10, 5, 4), 3.0, np.float32), oblique_affine(spacing=spacing))
+    out = TargetGridPredictor(Recorder(), spacing=1.0, interpolation="cubic").predict(thick)
+    assert out.shape == tuple(int(round(n * s)) for n, s in zip(thick.shape, spacing))
+    np.testing.assert_allclose(out.spacing, (1.0, 1.0, 1.0), atol=1e-9)
+    # the same extent: the outer faces of the first and last voxels coincide
+    for corner in ((-0.5, -0.5, -0.5), (n - 0.5 for n in thick.shape)):
+        corner = np.array([*corner, 1.0])
+        scaled = corner.copy()
+        scaled[:3] = (corner[:3] + 0.5) * np.asarray(out.shape) / np.asarray(thick.shape) - 0.5
+        np.testing.assert_allclose(out.affine @ scaled, thick.affine @ corner, atol=1e-6)
+    np.testing.assert_allclose(out.array, 6.0, atol=1e-4)
