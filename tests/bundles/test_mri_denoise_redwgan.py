@@ -193,3 +193,34 @@ def test_synthetic_training_saves_state_outside_resumes_and_restarts_from_weight
     assert f"Restored all variables from {weights}" in restarted.stdout + restarted.stderr
     fresh = torch.load(tmp_path / "state2" / "training_state_checkpoint_epoch=1.pt", weights_only=True)
     assert fresh["trainer"]["iteration"] == 2
+
+
+def test_inference_normalisation_puts_noisy_heads_inside_the_training_intensity_range(tmp_path):
+    """The synthetic training pairs have their brightest tissue at about 1, times 1 +- scale_jitter, at
+    every noise level; the predictor divides a whole noisy volume by its own normaliser's scale. For the
+    two to agree, that scale must stay within the jitter range at every level training covers
+    (Rician noise lifts the high percentile as the level grows)."""
+    from monai.bundle import ConfigParser
+
+    from tests.data.test_synth import sphere_anatomy
+    from volgan.data.synth import SynthMRGenerator
+
+    anatomy = sphere_anatomy(40)
+    anatomy.save(tmp_path / "anatomy.npz")
+    train = ConfigParser()
+    train.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "train_synth.yaml")])
+    train["synth_anatomy"] = str(tmp_path / "anatomy.npz")
+    dataset = train.get_parsed_content("train#dataset")
+    infer = ConfigParser()
+    infer.read_config(str(CONFIGS / "inference.yaml"))
+    infer["bundle_root"] = str(BUNDLE)
+    infer["device"] = "$torch.device('cpu')"
+    normaliser = infer.get_parsed_content("network_predictor").normaliser
+    low, high = 1 / (1 + dataset.scale_jitter), 1 / (1 - dataset.scale_jitter)
+    heads = SynthMRGenerator(anatomy, shape=(40, 40, 40), centre=(19.5, 19.5, 19.5), spacing_range=(1.0, 1.0),
+                             thick_slice_probability=0.0)
+    for seed in range(6):
+        clean = heads.draw(np.random.default_rng(seed)).image
+        for level in (dataset.levels[0], sum(dataset.levels) / 2, dataset.levels[1]):
+            scale = normaliser.fit(add_rician_noise(clean, level, seed=seed, peak=1.0)).scale
+            assert low < scale < high, f"subject {seed}, {level:.1f} %: scale {scale:.3f} outside ({low:.3f}, {high:.3f})"
