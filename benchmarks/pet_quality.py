@@ -20,6 +20,8 @@ against the full dose; the bundle's predictor (configs/inference.yaml, fp32, as 
 and, with ``--weights NAME=PATH``, other generator checkpoints in the same predictor
 (``--training-spacing NAME=LOW,HIGH`` gives one of them its own training voxel sizes). The
 full-dose scan itself is scored too (it is what the methods approach against the truth).
+The table (``--markdown``) gives each set, simulator, dose and method over all subjects: mean
+PSNR and SSIM, lesion figures over all their lesions; the JSON has every subject and lesion.
 
 Usage: python benchmarks/pet_quality.py --heldout data/heldout_pet --val data/pet \
            --bundle bundles/pet_lowdose_cgan [--weights NAME=PATH ...] [--json out.json] [--markdown out.md]
@@ -168,8 +170,31 @@ def evaluate(heldout: Sequence[dict], chosen: dict[str, dict], predictors: dict,
     return rows
 
 
+LESION_KEYS = ("contrast_recovery", "suv_mean_bias", "suv_max_bias")
+
+
+def summarise(rows: Sequence[dict]) -> list[dict]:
+    """Rows of the same set, simulator, dose and method merged over subjects: the mean of the
+    image figures, and the lesion figures over all their lesions (mean, min, max)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["set"], r["simulator"], r["dose"], r["method"]), []).append(r)
+    out = []
+    for (set_, simulator, dose, method), members in groups.items():
+        merged = {"set": set_, "simulator": simulator, "dose": dose, "method": method, "subjects": len(members)}
+        for key in ("psnr_truth", "psnr_full", "ssim_truth"):
+            merged[key] = round(float(np.mean([m[key] for m in members])), 4 if key.startswith("ssim") else 2)
+        for key in LESION_KEYS:
+            values = [lesion[key] for m in members for lesion in m["lesions"].values()]
+            merged.update({f"{key}_mean": round(float(np.mean(values)), 4), f"{key}_min": round(float(np.min(values)), 4),
+                           f"{key}_max": round(float(np.max(values)), 4)})
+        merged["lesion_count"] = sum(len(m["lesions"]) for m in members)
+        out.append(merged)
+    return out
+
+
 def markdown(rows: Sequence[dict]) -> str:
-    """The rows as a Markdown table (lesion figures: mean over lesions, worst in brackets)."""
+    """The rows as a Markdown table (lesion figures: mean over lesions, range in brackets)."""
     lines = ["| Set | Simulator | Dose | Method | PSNR vs truth (dB) | PSNR vs full dose (dB) | SSIM vs truth | "
              "Contrast recovery mean (min-max) | SUVmean bias mean (min-max) | SUVmax bias mean (min-max) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -218,8 +243,9 @@ def main(argv: list[str] | None = None) -> dict:
         "gaussian_choice": chosen,
         "psnr_data_range": "the truth's maximum in the brain mask",
         "rows": rows,
+        "summary": summarise(rows),
     }
-    table = markdown(rows)
+    table = markdown(result["summary"])
     print(table)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from benchmarks.pet_quality import choose_fwhm, gaussian_mm, lesion_scores, main
+from benchmarks.pet_quality import choose_fwhm, gaussian_mm, lesion_scores, main, summarise
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,4 +118,23 @@ def test_a_whole_run_on_tiny_sets_with_the_bundle(tmp_path):
         if r["method"].startswith("Gaussian") and r["fwhm_mm"] > 0:
             low = next(x for x in rows if x["set"] == r["set"] and x["simulator"] == r["simulator"] and x["method"] == "low dose")
             assert r["psnr_truth"] > low["psnr_truth"]  # the noise here is white: any smoothing helps
+    assert len(result["summary"]) == len(rows)  # one subject per set
     assert (tmp_path / "table.md").read_text().count("\n") == len(rows) + 2
+
+
+def test_summary_averages_subjects_and_pools_their_lesions():
+    def row(subject: str, psnr: float, recoveries: list[float]) -> dict:
+        lesions = {str(k + 1): {"contrast_recovery": c, "suv_mean_bias": c - 1, "suv_max_bias": 0.0}
+                   for k, c in enumerate(recoveries)}
+        return {"set": "colin27_2mm", "subject": subject, "simulator": "osem", "dose": "1/4", "method": "bundle",
+                "psnr_truth": psnr, "psnr_full": psnr - 1, "ssim_truth": 0.9, "lesions": lesions}
+
+    other = {**row("sub-01", 30.0, [0.9]), "method": "low dose"}
+    summary = summarise([row("sub-01", 30.0, [0.9, 0.7]), row("sub-02", 32.0, [1.0]), other])
+    assert len(summary) == 2
+    bundle = next(s for s in summary if s["method"] == "bundle")
+    assert bundle["subjects"] == 2 and bundle["lesion_count"] == 3
+    assert bundle["psnr_truth"] == 31.0 and bundle["psnr_full"] == 30.0
+    assert bundle["contrast_recovery_mean"] == pytest.approx((0.9 + 0.7 + 1.0) / 3, abs=1e-4)
+    assert bundle["contrast_recovery_min"] == 0.7 and bundle["contrast_recovery_max"] == 1.0
+    assert bundle["suv_mean_bias_min"] == pytest.approx(-0.3)
