@@ -16,7 +16,7 @@ DEMO_DIR := demo_output
 $(STAMP): setup.cfg pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
-	$(BIN)/python -m pip install -q -e '.[data,baselines,tracking,test,onnx]'
+	$(BIN)/python -m pip install -q -e '.[data,baselines,tracking,test]'
 	touch $@
 
 $(LABEL_STAMP): setup.cfg pyproject.toml Makefile

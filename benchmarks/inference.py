@@ -7,11 +7,10 @@ repeated; the table shows medians:
 * ``baseline``: ``monai.inferers.SlidingWindowInferer(roi_size=<bundle ROI>, sw_batch_size=1,
   overlap=0.25, mode="gaussian")``, fp32, ``torch.no_grad()``, default memory format;
 * ``fp32``: volgan's Predictor with the bundle's settings (the default, quantitative mode; on the
-  CPU its network runs in ONNX Runtime when installed, in depth-major Winograd form when the
-  network allows);
-* ``fast``: volgan's Predictor with ``fast=True`` (likewise ONNX Runtime on the CPU in fp32);
-* extras (``--extras fp32-direct fast-torch compile baseline-keepmem``): fp32 mode in ONNX
-  Runtime without the Winograd rewrite, fast mode with the PyTorch backend, fast mode with
+  CPU in the form the accelerator picks, :func:`volgan.inference.cpu.build_forward`);
+* ``fast``: volgan's Predictor with ``fast=True``;
+* extras (``--extras fp32-torch fast-torch compile baseline-keepmem``): fp32 and fast mode with
+  the PyTorch backend (no native form), fast mode with
   ``torch.compile`` (compilation time reported apart), and the baseline with the host allocator
   setting the Predictor makes on the CPU (:mod:`volgan.inference.cpu.allocator`), which shows how
   much of a speed-up is that setting alone.
@@ -20,7 +19,7 @@ Columns: voxels/s, ratio to the baseline, effective GFLOP/s (the network's direc
 FLOPs per voxel x voxels the window plan computes / seconds; the Winograd form does half of
 those multiplications, so its effective rate can exceed the peak) and its share of the
 machine's peak. The peak is the fastest of large fp32 and bf16, default and channels-last 3D
-convolutions in PyTorch and fp32 in ONNX Runtime, measured at the start of the run; every worker
+convolutions in PyTorch, measured at the start of the run; every worker
 process measures that fastest kind again right after its timed passes. "% peak" is the median
 over runs of each run's rate against its own process's peak (on a shared host the machine's
 speed drifts by tens of percent between runs, and the two drift together); "% start peak" is the
@@ -43,7 +42,7 @@ the peak): what each further file of a batch costs, without first-touch page fau
 kernel set-up.
 
 Usage: python benchmarks/inference.py [--bundles B ...] [--shape 192 224 192] [--repeats 3]
-       [--extras fp32-direct fast-torch compile baseline-keepmem] [--memory-shape 512 512 512] [--warm]
+       [--extras fp32-torch fast-torch compile baseline-keepmem] [--memory-shape 512 512 512] [--warm]
 """
 
 from __future__ import annotations
@@ -153,9 +152,9 @@ def worker(args) -> None:
     elif args.mode == "whole":
         out = _in_input_units(net, volume)  # the whole volume at once: what windows approximate
     else:
-        fast = args.mode not in ("fp32", "fp32-direct")
-        backend = {"fast-torch": "torch", "compile": "torch", "fp32-direct": "onnxruntime"}.get(args.mode, "auto")
-        pred = bundle_predictor(net, settings, fast=fast, backend=backend, winograd=args.mode != "fp32-direct")
+        fast = args.mode not in ("fp32", "fp32-torch")
+        backend = {"fast-torch": "torch", "compile": "torch", "fp32-torch": "torch"}.get(args.mode, "auto")
+        pred = bundle_predictor(net, settings, fast=fast, backend=backend)
         if args.mode == "compile":  # compiled for the plan's window shape; compilation reported apart
             pred.network = torch.compile(pred.network)
             t = time.perf_counter()
@@ -234,7 +233,7 @@ PEAK_SHAPE = (4, 64, 32, 32, 32)  # the probe: a 64 -> 64 3x3x3 convolution on 4
 
 def probe_gflops(kind: str) -> float:
     """GFLOP/s of the probe convolution in ``kind`` ("float32 NCDHW", "bfloat16 channels-last",
-    "fp32 ONNX Runtime", ...): the best of a first run and three more (one if the first took > 5 s).
+    ...): the best of a first run and three more (one if the first took > 5 s).
 
     Freed memory is kept for reuse first (:mod:`volgan.inference.cpu.allocator`): otherwise every run's
     33 MB output is a fresh mapping whose page faults (about 0.25 ms per MB here) count as
@@ -245,16 +244,10 @@ def probe_gflops(kind: str) -> float:
     x = torch.rand(*PEAK_SHAPE)
     conv = torch.nn.Conv3d(64, 64, 3, padding=1)
     flops = 2 * 64 * 27 * x.numel()
-    if kind == "fp32 ONNX Runtime":
-        from volgan.inference.cpu.onnx_backend import OnnxRuntimeForward
-
-        run = OnnxRuntimeForward(conv)
-    else:
-        dtype_name, layout = kind.split()
-        fmt = torch.channels_last_3d if layout == "channels-last" else torch.contiguous_format
-        dtype = getattr(torch, dtype_name)
-        c, x = conv.to(dtype).to(memory_format=fmt), x.to(dtype).contiguous(memory_format=fmt)
-        run = c
+    dtype_name, layout = kind.split()
+    fmt = torch.channels_last_3d if layout == "channels-last" else torch.contiguous_format
+    dtype = getattr(torch, dtype_name)
+    run, x = conv.to(dtype).to(memory_format=fmt), x.to(dtype).contiguous(memory_format=fmt)
     runs = []
     with torch.inference_mode():
         for i in range(4):
@@ -267,16 +260,13 @@ def probe_gflops(kind: str) -> float:
 
 
 def conv_peak_gflops() -> tuple[float, str]:
-    """Fastest of a large 3D convolution in fp32 / bf16, default / channels-last layout, and fp32
-    in ONNX Runtime: (GFLOP/s, kind)."""
-    from volgan.inference.cpu.onnx_backend import onnxruntime_available
+    """Fastest of a large 3D convolution in fp32 / bf16, default / channels-last layout: (GFLOP/s, kind)."""
     from volgan.inference.optimise import cpu_has_fast_bf16
 
     dtypes = ("float32", "bfloat16") if cpu_has_fast_bf16() else ("float32",)
     if len(dtypes) == 1:  # emulated bf16 ran at 0.2 GFLOP/s on an AVX2 CPU: minutes per probe
         print("  peak probe: bf16 skipped (this CPU has no native bf16)")
     kinds = [f"{d} {layout}" for d in dtypes for layout in ("NCDHW", "channels-last")]
-    kinds += ["fp32 ONNX Runtime"] if onnxruntime_available() else []
     best = (0.0, "")
     for kind in kinds:
         rate = probe_gflops(kind)
@@ -413,7 +403,7 @@ def main() -> None:
                     default=[str(ROOT / "bundles" / b) for b in ("mri_denoise_redwgan", "mri_sr_mdcsrn", "pet_lowdose_cgan")])
     ap.add_argument("--shape", nargs=3, type=int, default=[192, 224, 192])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--extras", nargs="*", default=[], choices=["fp32-direct", "fast-torch", "compile", "baseline-keepmem"])
+    ap.add_argument("--extras", nargs="*", default=[], choices=["fp32-torch", "fast-torch", "compile", "baseline-keepmem"])
     ap.add_argument("--whole-volume", nargs="*", default=["pet_lowdose_cgan"],
                     help="bundles whose network also runs on the whole volume at once (memory permitting), "
                          "for the last column")

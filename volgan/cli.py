@@ -29,17 +29,23 @@ def _infer(args: argparse.Namespace) -> int:
         device = str(shard.device())  # one GPU per process under torchrun
     if shard.world > 1 and torch.device(device or "cpu").type == "cpu":
         torch.set_num_threads(shard.cpu_threads())
-    predictor = bundle_predictor(
-        args.bundle,
-        device=None if device is None else f"$torch.device({device!r})",
-        precision=args.precision,
-        sw_batch_size=args.sw_batch_size,
-        overlap=args.overlap,
-        channels_last=args.channels_last or None,
-        fast=args.fast or None,
-        backend=args.backend,
-        output_suv=True if args.suv_output else None,
-    )
+    try:
+        predictor = bundle_predictor(
+            args.bundle,
+            device=None if device is None else f"$torch.device({device!r})",
+            precision=args.precision,
+            sw_batch_size=args.sw_batch_size,
+            overlap=args.overlap,
+            channels_last=args.channels_last or None,
+            fast=args.fast or None,
+            backend=args.backend,
+            output_suv=True if args.suv_output else None,
+        )
+    except RuntimeError as err:  # MONAI wraps the predictor's refusal of an option value
+        if not isinstance(err.__cause__, ValueError):
+            raise
+        print(f"volgan: error: {args.bundle}: {err.__cause__}", file=sys.stderr)
+        return 2
     runner = BatchRunner(predictor, args.inputs, args.output, overwrite=args.overwrite, qa=args.qa,
                          raise_on_failure=False, shard=shard, model=bundle_model_identity(args.bundle),
                          modality=bundle_modality(args.bundle), strict=args.strict)
@@ -78,12 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "fp32 stays the default for quantitative work (see README)")
     infer.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                        help="default: fp32 (fast mode: the device's fast precision)")
-    infer.add_argument("--backend", choices=("auto", "native", "onnxruntime", "torch"), default=None,
+    infer.add_argument("--backend", choices=("auto", "native", "torch"), default=None,
                        help="auto, on the CPU: native (PET U-Net: oneDNN convolutions without concatenation "
                             "copies, fp32, or bf16 where the CPU runs it; mDCSRN, RED-WGAN in fp32: PyTorch "
-                            "convolutions and volgan's C kernels, need a C compiler), "
-                            "else ONNX Runtime when installed and the network has a depth-major Winograd form, "
-                            "else PyTorch")
+                            "convolutions and volgan's C kernels, need a C compiler), else PyTorch")
     infer.add_argument("--channels-last", action="store_true", help="channels-last 3D memory format")
     infer.add_argument("--sw-batch-size", type=int, default=None, help="windows per forward pass")
     infer.add_argument("--overlap", type=float, default=None, help="sliding-window overlap fraction")

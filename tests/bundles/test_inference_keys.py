@@ -86,3 +86,11 @@ def test_every_documented_key_reaches_and_changes_the_predictor(bundle):
         baseline = _predictor(bundle, BASELINE[key]) if key in BASELINE else default
         changed = _predictor(bundle, overrides)
         assert read(changed) != read(baseline), f"{bundle}: {key}={overrides[key]!r} did not change the predictor"
+
+
+@pytest.mark.parametrize("bundle", sorted(PER_BUNDLE))
+def test_a_backend_outside_auto_native_torch_is_refused(bundle):
+    with pytest.raises(RuntimeError) as error:
+        _predictor(bundle, {"backend": "onnxruntime"})
+    assert isinstance(error.value.__cause__, ValueError)
+    assert "backend must be one of ('auto', 'native', 'torch'), got 'onnxruntime'" in str(error.value.__cause__)

@@ -168,3 +168,24 @@ def test_torchrun_shards_inputs_and_merges_one_report(tmp_path):
 def test_suv_output_is_refused_for_a_bundle_without_it(tmp_path, capsys):
     assert main(["infer", BUNDLE, str(tmp_path), "-o", str(tmp_path / "out"), "--suv-output"]) == 2
     assert "--suv-output is for PET bundles" in capsys.readouterr().err
+
+
+def test_an_unknown_backend_is_refused_with_the_valid_ones(tmp_path, capsys):
+    """--backend and a bundle config's backend accept auto, native and torch; anything else stops
+    before any work with an error naming them."""
+    src = save(tmp_path / "a.nii.gz", phantom((12, 12, 12)))
+    with pytest.raises(SystemExit) as exit_:
+        main(["infer", BUNDLE, str(src), "-o", str(tmp_path / "out"), "--backend", "onnxruntime"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'onnxruntime'" in capsys.readouterr().err
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").symlink_to(Path(BUNDLE) / "models")
+    for config in (Path(BUNDLE) / "configs").iterdir():
+        text = config.read_text()
+        (bundle / "configs" / config.name).write_text(
+            text.replace("\nbackend: auto\n", "\nbackend: onnxruntime\n") if config.name == "inference.yaml" else text)
+    assert main(["infer", str(bundle), str(src), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "backend must be one of ('auto', 'native', 'torch'), got 'onnxruntime'" in err and str(bundle) in err
+    assert not (tmp_path / "out").exists()

@@ -119,26 +119,17 @@ def test_fast_mode_agrees_with_fp32_within_the_stated_bound(precision):
     assert psnr > 45.0, psnr
 
 
-@pytest.mark.parametrize("winograd", [True, False])
-def test_onnxruntime_backend_matches_pytorch(winograd):
-    """ONNX Runtime, with or without the depth-major Winograd rewrite, gives PyTorch's result."""
-    net = trained_like_generator()
-    arr = phantom((24, 20, 18))
-    via_ort = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="onnxruntime", winograd=winograd)
-    via_torch = Predictor(net, roi_size=(16, 16, 16), device="cpu", backend="torch")
-    assert via_ort.winograd is winograd and not via_torch.winograd
-    assert Predictor(net, device="cpu").backend == "native"  # auto: the native form first (test_native.py)
-    assert Predictor(net, device="cpu", precision="bf16").backend == "torch"
-    assert Predictor(net, device="cpu", winograd=False).backend == "torch"  # direct ONNX Runtime only if asked
-    ref = via_torch.predict_array(arr)
-    np.testing.assert_allclose(via_ort.predict_array(arr), ref, atol=1e-5 * float(ref.max() - ref.min()))
-
-
 def test_rejects_impossible_backends():
     with pytest.raises(ValueError, match="backend must be"):
         Predictor(Identity(), device="cpu", backend="tensorrt")
-    with pytest.raises(ValueError, match="fp32 on the CPU"):
-        Predictor(Identity(), device="cpu", precision="fp16", backend="onnxruntime")
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'native', 'torch'\), got 'onnxruntime'"):
+        Predictor(Identity(), device="cpu", backend="onnxruntime")
+    from volgan.inference.cpu import build_forward
+
+    with pytest.raises(ValueError, match="backend must be one of"):
+        build_forward(Identity(), "cpu", "fp32", False, "onnxruntime")
+    with pytest.raises(ValueError, match="runs on the CPU only"):
+        Predictor(Identity(), device="meta", backend="native")
 
 
 def test_fast_mode_batches_large_windows_one_at_a_time():

@@ -15,6 +15,8 @@ from volgan.inference.mixed_precision import keep_cheapest_in_fp32, probed_convo
 from volgan.inference.optimise import fold_batchnorm
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# what runs a network: "auto" picks (on the CPU the accelerator, elsewhere PyTorch)
+BACKENDS = ("auto", "native", "torch")
 
 
 @dataclass
@@ -22,9 +24,9 @@ class FormReport:
     """How a network runs.
 
     Attributes:
-        network: the module that runs in PyTorch (for a native or ONNX Runtime form, the module
-            it was built from).
-        backend: ``"torch"``, ``"native"`` or ``"onnxruntime"``.
+        network: the module that runs in PyTorch (for a native form, the module it was built
+            from).
+        backend: ``"torch"`` or ``"native"``.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         channels_last: windows enter the network channels-last (3D).
         native: the native form's class name (``backend="native"``).
@@ -57,8 +59,6 @@ class FormReport:
         ``None`` for the plain network (PyTorch, fp32, no rewrite)."""
         if self.backend == "native":
             how = f"native {self.native}" + (" (Winograd)" if self.winograd else "")
-        elif self.backend == "onnxruntime":
-            how = "ONNX Runtime" + (" (depth-major Winograd)" if self.winograd else "")
         else:
             rewrites = [name for name, on in (
                 ("folded BatchNorm", self.folded), ("sub-pixel transposed convolutions", self.subpixel),

@@ -14,7 +14,7 @@ from torch import nn
 
 from volgan.data.modality_normalise import SuvScaler
 from volgan.data.normalise import LinearScale, PercentileScaler
-from volgan.inference.forms import PRECISIONS, FormReport, plain_forward, torch_forward
+from volgan.inference.forms import BACKENDS, PRECISIONS, FormReport, plain_forward, torch_forward
 from volgan.inference.forward_guard import Verdict, check_form, finite_where_input_is
 from volgan.inference.optimise import cpu_has_fast_bf16, fast_precision
 from volgan.inference.stitch import sliding_window
@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 # fast mode's large windows are batched only up to this many voxels per forward pass (two 64^3
 # windows): activations scale with it
 FAST_BATCH_VOXELS = 2 * 64**3
-BACKENDS = ("auto", "native", "onnxruntime", "torch")
 
 
 def load_generator_weights(network: nn.Module, checkpoint: str | os.PathLike, key: str = "generator") -> nn.Module:
@@ -50,8 +49,8 @@ class Predictor:
 
     On the CPU the network runs in the fastest form the CPU accelerator builds for it
     (:func:`volgan.inference.cpu.build_forward`: native forms of volgan's generators, depth
-    Winograd, fused oneDNN convolutions, ONNX Runtime); on other devices, and for ``backend="torch"``
-    with its rewrites, in PyTorch. ``Predictor.report`` says which form runs.
+    Winograd, fused oneDNN convolutions); on other devices, and for ``backend="torch"`` with its
+    rewrites, in PyTorch. ``Predictor.report`` says which form runs.
 
     Two speeds:
 
@@ -64,7 +63,7 @@ class Predictor:
       Outputs differ slightly near window seams; see the README for measured differences. Use
       fp32 default mode for quantitative work.
 
-    Every form other than the plain network (native, ONNX Runtime, rewritten layers, reduced
+    Every form other than the plain network (native, rewritten layers, reduced
     precision) first runs on a probe input next to the plain network in fp32; beyond its
     precision's bound it is discarded with one warning and the plain network runs
     (:mod:`volgan.inference.forward_guard`; ``Predictor.guard`` holds the verdict). A window whose
@@ -87,12 +86,11 @@ class Predictor:
         margin: overlap of fast-mode windows in voxels (at least twice the network's receptive
             radius keeps zero-padding effects out of the blended result).
         backend: ``"auto"`` (on the CPU: ``"native"`` for the PET U-Net in fp32 or bf16, and in
-            fp32 for mDCSRN and RED-WGAN when the C kernels build, else ONNX Runtime when
-            installed and the network has a depth-major Winograd rewrite, else PyTorch),
-            ``"native"``, ``"onnxruntime"`` (both CPU only) or ``"torch"``.
-        winograd: on the CPU in fp32, run 3x3x3 convolutions as depth Winograd (natively or in
-            ONNX Runtime; same function up to fp32 rounding); ``False`` with ``backend="auto"``
-            runs PyTorch, with ``backend="onnxruntime"`` ONNX Runtime's direct convolutions.
+            fp32 for mDCSRN and RED-WGAN when the C kernels build, else PyTorch), ``"native"``
+            (CPU only) or ``"torch"``.
+        winograd: on the CPU in fp32, run mDCSRN's and RED-WGAN's 3x3x3 convolutions as native
+            depth Winograd (same function up to fp32 rounding); ``False`` with ``backend="auto"``
+            runs them in PyTorch.
         fp32_share: in bf16/fp16, the cheapest convolutions, up to this share of the network's
             FLOPs, run in fp32 (:mod:`volgan.inference.mixed_precision`: the narrow layers next
             to the image carry most of the rounding error); ``Predictor.fp32_layers`` names
@@ -153,7 +151,7 @@ class Predictor:
 
             form, report = build_forward(network, self.device, self.precision, self.fast, backend,
                                          channels_last=channels_last, winograd=winograd, fp32_share=fp32_share)
-        elif backend in ("native", "onnxruntime"):
+        elif backend == "native":
             raise ValueError(f"backend={backend!r} runs on the CPU only (this predictor's device: {self.device})")
         else:
             form, report = torch_forward(network, self.device, self.precision,
@@ -179,8 +177,8 @@ class Predictor:
 
     @property
     def network(self) -> nn.Module:
-        """The module that runs in PyTorch (for a native or ONNX Runtime form: the one it was
-        built from); a module assigned here (e.g. a compiled one) runs from then on."""
+        """The module that runs in PyTorch (for a native form: the one it was built from); a
+        module assigned here (e.g. a compiled one) runs from then on."""
         return self.report.network
 
     @network.setter

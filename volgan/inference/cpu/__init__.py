@@ -6,8 +6,6 @@ One entry point, :func:`build_forward`: the fastest form of a network that runs 
 * a native form, for the generators that register one (:mod:`.native`): the PET U-Net in fp32
   and bf16 (oneDNN convolutions without concatenation copies), mDCSRN and RED-WGAN in fp32
   (depth-Winograd convolutions with C kernels compiled on first use, :mod:`.native_kernels`);
-* in fp32, ONNX Runtime on the network's depth-major Winograd rewrite (:mod:`.depth_major`,
-  :mod:`.onnx_backend`), when it is installed and the network has 3x3x3 convolutions worth it;
 * PyTorch with CPU rewrites of any network: transposed convolutions as sub-pixel convolutions
   (:mod:`.subpixel`), and channels-last in fp32 or bf16: mDCSRN's dense blocks from parts
   (:mod:`.buffered_dense`), concatenations before 1x1x1 convolutions as sums
@@ -29,7 +27,6 @@ from torch import nn
 from volgan.inference.cpu.allocator import keep_freed_memory
 from volgan.inference.cpu.buffered_dense import BufferedDenseBlock, buffer_dense_blocks
 from volgan.inference.cpu.concat_pointwise import ConcatPointwiseConv3d, split_concat_pointwise
-from volgan.inference.cpu.depth_major import depth_major_network
 from volgan.inference.cpu.fused_pointwise import (
     PointwiseConv3d,
     fold_batchnorm_after_add,
@@ -39,10 +36,8 @@ from volgan.inference.cpu.fused_pointwise import (
 from volgan.inference.cpu.native import native_network
 from volgan.inference.cpu.native_kernels import load_library
 from volgan.inference.cpu.norm_elu import AffineELU, fuse_norm_elu
-from volgan.inference.cpu.onnx_backend import OnnxRuntimeForward, onnxruntime_available
 from volgan.inference.cpu.subpixel import subpixel_transposed_convolutions
-from volgan.inference.cpu.winograd import worth_winograd
-from volgan.inference.forms import PRECISIONS, FormReport, TorchForward, folded_copy
+from volgan.inference.forms import BACKENDS, PRECISIONS, FormReport, TorchForward, folded_copy
 from volgan.inference.mixed_precision import cheapest_convolutions, keep_cheapest_in_fp32, probed_convolution_flops
 
 logger = logging.getLogger(__name__)
@@ -68,10 +63,10 @@ def build_forward(network: nn.Module, device: torch.device | str, precision: str
         device: a CPU device.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         fast: the predictor's fast mode (channels-last by default).
-        backend: ``"auto"`` (the order in the module docstring), ``"native"``, ``"onnxruntime"``
-            or ``"torch"`` (PyTorch with the CPU rewrites).
+        backend: ``"auto"`` (the order in the module docstring), ``"native"`` or ``"torch"``
+            (PyTorch with the CPU rewrites).
         channels_last: channels-last 3D windows (``None``: in fast mode).
-        winograd: allow depth-Winograd forms (native, or ONNX Runtime's rewrite) in fp32.
+        winograd: allow the native depth-Winograd forms (mDCSRN, RED-WGAN) in fp32.
         fp32_share: in a reduced precision, the cheapest convolutions up to this share of the
             FLOPs stay in fp32 (:mod:`volgan.inference.mixed_precision`).
 
@@ -85,6 +80,8 @@ def build_forward(network: nn.Module, device: torch.device | str, precision: str
     device = torch.device(device)
     if device.type != "cpu":
         raise ValueError(f"the CPU accelerator runs on the CPU, not on {device}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     channels_last = bool(fast) if channels_last is None else bool(channels_last)
     keep_freed_memory()  # large host allocations reused: no page faults on every pass
     native_dtype = NATIVE_PRECISIONS.get(precision)
@@ -95,19 +92,7 @@ def build_forward(network: nn.Module, device: torch.device | str, precision: str
                                   winograd=native.winograd)
     if backend == "native":
         raise ValueError(NATIVE_REFUSED)
-    if backend == "onnxruntime" and precision != "fp32":
-        raise ValueError("the onnxruntime backend runs fp32 on the CPU only")
-    if backend == "onnxruntime" and not onnxruntime_available():
-        raise ValueError("backend='onnxruntime' needs the onnxruntime package (pip install onnxruntime)")
     module, folded = folded_copy(network, device)
-    try_rewrite = (precision == "fp32" and winograd and backend in ("auto", "onnxruntime")
-                   and onnxruntime_available() and any(map(worth_winograd, network.modules())))
-    rewritten = depth_major_network(module) if try_rewrite else None
-    if backend == "onnxruntime" or rewritten is not None:
-        # the rewrite's Python code depends on the depth only: exported with a small plane
-        onnx = OnnxRuntimeForward(rewritten if rewritten is not None else module, plane_dynamic=rewritten is not None)
-        return onnx, FormReport(module, "onnxruntime", precision, channels_last, winograd=rewritten is not None,
-                                folded=folded)
     return _torch_on_cpu(module, folded, device, precision, channels_last, fp32_share)
 
 

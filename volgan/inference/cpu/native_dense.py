@@ -10,8 +10,7 @@ so that most of the time is spent in convolutions:
   with the BatchNorm and ELU as its prologue, writing its new channels into the block buffer;
 * the 1x1x1 compressors and the reconstruction layer are matrix products over the voxels.
 
-Unlike ONNX Runtime's depth-major Winograd graph, no element-wise, slice, concatenation or layout
-pass runs between the layers.
+No element-wise, slice, concatenation or layout pass runs between the layers.
 """
 
 from __future__ import annotations
