@@ -83,19 +83,6 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     return rewritten(graph, network, folded)
 
 
-def batchnorm_affine(norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as ``(scale, shift)``: ``norm(x) = scale * x + shift`` per channel."""
-    weight = norm.weight.detach() if norm.weight is not None else torch.ones_like(norm.running_var)
-    scale = weight / torch.sqrt(norm.running_var + norm.eps)
-    shift = (norm.bias.detach() if norm.bias is not None else 0) - norm.running_mean * scale
-    return scale.float().cpu().contiguous(), shift.float().cpu().contiguous()
-
-
-def is_eval_batchnorm(module: nn.Module) -> bool:
-    return (isinstance(module, nn.BatchNorm3d) and not module.training and module.track_running_stats
-            and module.running_mean is not None)
-
-
 def fast_precision(device: torch.device) -> str:
     """The reduced precision worth using on ``device``: bf16 on CUDA (fp16 before Ampere) and on CPUs
     with native bf16; fp32 elsewhere (emulated bf16 is far slower than fp32)."""

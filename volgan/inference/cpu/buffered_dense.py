@@ -16,9 +16,9 @@ import copy
 import torch
 from torch import nn
 
+from volgan.inference.cpu.batchnorm import is_eval_batchnorm
 from volgan.inference.cpu.dense_parts import Part, affine_elu_parts, gather_parts
 from volgan.inference.cpu.norm_elu import AffineELU
-from volgan.inference.optimise import is_eval_batchnorm
 from volgan.inference.cpu.paired_depth import PairedDepthConv3d
 from volgan.inference.cpu.winograd import is_plain_3x3x3
 from volgan.networks.mdcsrn import DenseBlock, DenseUnit

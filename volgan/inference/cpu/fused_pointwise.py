@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm, rewritten, traced_copy
+from volgan.inference.cpu.batchnorm import batchnorm_affine, is_eval_batchnorm
+from volgan.inference.optimise import rewritten, traced_copy
 
 
 UNARY = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu"}

@@ -21,11 +21,11 @@ import ctypes
 import torch
 from torch import nn
 
+from volgan.inference.cpu.batchnorm import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.cpu.fused_pointwise import channels_last_3d, fp32_convolution
 from volgan.inference.cpu.native import register_native
 from volgan.inference.cpu.native_kernels import load_library
 from volgan.inference.cpu.native_winograd import Prologue, WinogradLayer
-from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.cpu.winograd import is_plain_3x3x3
 from volgan.networks.mdcsrn import DenseUnit, MdcsrnGenerator
 

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from volgan.inference.cpu.batchnorm import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.cpu.fused_pointwise import channels_last_3d, fp32_convolution
 from volgan.inference.cpu.native import register_native
 from volgan.inference.cpu.native_kernels import load_library
 from volgan.inference.cpu.native_winograd import WinogradLayer
-from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.cpu.winograd import is_plain_3x3x3, worth_winograd
 from volgan.networks.red_wgan import RedWganGenerator
 

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from volgan.inference.cpu.batchnorm import is_eval_batchnorm
 from volgan.inference.cpu.fused_pointwise import (
     PlainConv3d,
     PointwiseConv3d,
@@ -56,7 +57,6 @@ from volgan.inference.cpu.fused_pointwise import (
     fp32_convolution,
     fused_pointwise_available,
 )
-from volgan.inference.optimise import is_eval_batchnorm
 from volgan.inference.cpu.native import register_native
 from volgan.inference.cpu.subpixel import SubPixelConvTranspose3d, is_subpixel_convertible
 from volgan.inference.cpu.subpixel_head import SubPixelHead, head_kernel_applies

@@ -15,8 +15,9 @@ import math
 import torch
 from torch import nn
 
+from volgan.inference.cpu.batchnorm import batchnorm_affine, is_eval_batchnorm
 from volgan.inference.cpu.native_kernels import load_library, run_jobs
-from volgan.inference.optimise import batchnorm_affine, is_eval_batchnorm, rewritten, traced_copy
+from volgan.inference.optimise import rewritten, traced_copy
 
 # voxels per chunk of the C pass: the per-channel scale and shift are repeated for this many
 # voxels, so that a chunk is a whole number of 16-float vectors for any channel count
