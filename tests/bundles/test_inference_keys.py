@@ -71,6 +71,7 @@ PER_BUNDLE = {
         "mode": ({"mode": "kspace"}, lambda p: p.spacing),
         "target_spacing": ({"target_spacing": 2.0}, lambda p: p.spacing),
         "interpolation": ({"interpolation": "linear"}, lambda p: p.interpolation),
+        "slice_axis": ({"slice_axis": None}, lambda p: p.slice_axis),
     },
 }
 # the baseline each override is compared with (fp32_share: the same mode with no fp32 layers)

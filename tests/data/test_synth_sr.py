@@ -104,3 +104,17 @@ def test_bad_settings_are_refused(generator):
         SynthSRDataset(generator, (16, 16, 16), kspace_factor_range=(1.0, 2.0))
     with pytest.raises(IndexError):
         SynthSRDataset(generator, (16, 16, 16), length=2)[2]
+
+
+def test_the_acquisition_axes_can_be_fixed(generator):
+    data = SynthSRDataset(generator, (16, 16, 16), length=1, thick_axes=(2,), kspace_axes=(0, 1))
+    seen = set()
+    for i in range(10):
+        rng = np.random.default_rng(i)
+        _, _, acquisition = data.degrade(generator.draw(rng).image, rng)
+        seen.add(acquisition.get("axis", acquisition.get("axes")))
+    assert seen == {2, (0, 1)}
+    with pytest.raises(ValueError, match="thick_axes"):
+        SynthSRDataset(generator, (16, 16, 16), thick_axes=(3,))
+    with pytest.raises(ValueError, match="kspace_axes"):
+        SynthSRDataset(generator, (16, 16, 16), kspace_axes=(1, 1))

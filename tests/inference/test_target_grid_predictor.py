@@ -68,3 +68,36 @@ def test_any_slice_spacing_comes_back_on_the_one_mm_grid_of_the_same_extent(spac
         scaled[:3] = (corner[:3] + 0.5) * np.asarray(out.shape) / np.asarray(thick.shape) - 0.5
         np.testing.assert_allclose(out.affine @ scaled, thick.affine @ corner, atol=1e-6)
     np.testing.assert_allclose(out.array, 6.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("thick_axis", [0, 1, 2])
+def test_the_thick_axis_reaches_the_network_as_its_slice_axis_and_comes_back(thick_axis):
+    spacing = [1.0, 1.0, 1.0]
+    spacing[thick_axis] = 4.0
+    rng = np.random.default_rng(thick_axis)
+    thick = Volume(rng.random((6, 5, 4)).astype(np.float32) + 1, oblique_affine(spacing=tuple(spacing)))
+    plain = TargetGridPredictor(Recorder(), spacing=1.0, interpolation="linear").predict(thick)
+    inner = Recorder()
+    out = TargetGridPredictor(inner, spacing=1.0, interpolation="linear", slice_axis=2).predict(thick)
+    seen = inner.seen[0]
+    # the network sees the thin grid with the formerly thick axis last, at the same world positions
+    assert seen.shape[2] == 4 * thick.shape[thick_axis]
+    np.testing.assert_allclose(np.linalg.norm(seen.affine[:3, 2]), 1.0)
+    np.testing.assert_allclose(seen.affine @ [1, 2, 3, 1], plain.affine @ np.array([1, 2, 3, 1])[[*{
+        0: (2, 1, 0), 1: (0, 2, 1), 2: (0, 1, 2)}[thick_axis], 3]])
+    # and the output is on the input's own target grid, voxel for voxel
+    assert out.shape == plain.shape
+    np.testing.assert_allclose(out.affine, plain.affine)
+    np.testing.assert_allclose(out.array, plain.array)
+
+
+def test_isotropic_inputs_and_kspace_mode_are_not_turned():
+    vol = Volume(np.ones((4, 5, 6), np.float32), oblique_affine(spacing=(1.0, 1.2, 1.0)))
+    inner = Recorder()
+    TargetGridPredictor(inner, spacing=1.0, slice_axis=2).predict(vol)
+    assert inner.seen[0].shape == (4, 6, 6)
+    thick = Volume(np.ones((4, 5, 6), np.float32), oblique_affine(spacing=(4.0, 1.0, 1.0)))
+    TargetGridPredictor(inner, spacing=None, slice_axis=2).predict(thick)
+    assert inner.seen[1] is thick
+    with pytest.raises(ValueError, match="slice_axis"):
+        TargetGridPredictor(inner, slice_axis=3)

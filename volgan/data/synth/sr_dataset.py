@@ -96,15 +96,20 @@ class SynthSRDataset(Dataset):
         seed: base seed.
         thick_probability: share of thick-slice items (the rest are k-space truncated).
         thick_range: slice spacing range in thin voxels (inclusive integers).
+        thick_axes: the axes a thick-slice stack may lie along (drawn uniformly); a single axis
+            matches a predictor that turns every input's slice axis there
+            (:class:`~volgan.inference.target_grid.TargetGridPredictor`'s ``slice_axis``).
         gap_range: slice gap range, as a fraction of the spacing (the slice width is the rest).
         kspace_factor_range: k-space reduction factor per truncated axis (kept fraction ``1 / f``).
+        kspace_axes: the two truncated (phase-encode) axes; ``None``: two axes drawn at random.
         interpolation: how thick slices are resampled back (the bundle's ``interpolation``).
         scale_jitter: relative spread of the intensity scale.
     """
 
     def __init__(self, generator: SynthMRGenerator, patch_size: Sequence[int] = (32, 32, 32), length: int = 1000, *,
                  seed: int = 0, thick_probability: float = 0.6, thick_range: tuple[int, int] = (2, 6),
-                 gap_range: tuple[float, float] = (0.0, 0.3), kspace_factor_range: tuple[float, float] = (1.5, 3.0),
+                 thick_axes: Sequence[int] = (0, 1, 2), gap_range: tuple[float, float] = (0.0, 0.3),
+                 kspace_factor_range: tuple[float, float] = (1.5, 3.0), kspace_axes: Sequence[int] | None = None,
                  interpolation: str = "cubic", scale_jitter: float = 0.2):
         self.generator, self.length, self.seed = generator, int(length), int(seed)
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -121,6 +126,12 @@ class SynthSRDataset(Dataset):
             raise ValueError(f"kspace_factor_range must be (low, high) with 1 < low <= high, got {kspace_factor_range}")
         if not 0 <= thick_probability <= 1:
             raise ValueError(f"thick_probability must be in [0, 1], got {thick_probability}")
+        self.thick_axes = tuple(int(a) for a in thick_axes)
+        if not self.thick_axes or not set(self.thick_axes) <= {0, 1, 2}:
+            raise ValueError(f"thick_axes must be a non-empty subset of (0, 1, 2), got {thick_axes}")
+        self.kspace_axes = None if kspace_axes is None else tuple(int(a) for a in kspace_axes)
+        if self.kspace_axes is not None and (len(set(self.kspace_axes)) != 2 or not set(self.kspace_axes) <= {0, 1, 2}):
+            raise ValueError(f"kspace_axes must be two distinct axes of (0, 1, 2) or None, got {kspace_axes}")
         self.thick_probability, self.thick_range = float(thick_probability), (lo, hi)
         self.gap_range = (float(gap_range[0]), float(gap_range[1]))
         self.kspace_factor_range = (float(kspace_factor_range[0]), float(kspace_factor_range[1]))
@@ -134,7 +145,7 @@ class SynthSRDataset(Dataset):
         """``(degraded, clean, acquisition)``: a thick-slice stack covers whole slabs only, so both
         arrays are cut to the thin slices it covers; k-space truncation keeps the grid."""
         if rng.uniform() < self.thick_probability:
-            axis = int(rng.integers(3))
+            axis = self.thick_axes[int(rng.integers(len(self.thick_axes)))]
             spacing = int(rng.integers(self.thick_range[0], self.thick_range[1] + 1))
             width = spacing * (1.0 - rng.uniform(*self.gap_range))
             profile = PROFILES[int(rng.integers(len(PROFILES)))]
@@ -144,7 +155,7 @@ class SynthSRDataset(Dataset):
             clean = np.take(clean, np.arange(offset, offset + degraded.shape[axis]), axis=axis)
             return degraded, clean, {"kind": "thick", "axis": axis, "spacing": spacing, "width": width,
                                      "profile": profile, "offset": offset}
-        axes = tuple(int(a) for a in rng.choice(3, size=2, replace=False))
+        axes = self.kspace_axes or tuple(int(a) for a in rng.choice(3, size=2, replace=False))
         factors = tuple(float(f) for f in rng.uniform(*self.kspace_factor_range, size=2))
         degraded = truncate_kspace(clean, [1.0 / f for f in factors], axes=axes)
         return degraded, clean, {"kind": "kspace", "axes": axes, "factors": factors}
