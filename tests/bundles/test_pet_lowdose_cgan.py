@@ -200,3 +200,18 @@ def test_phantom_training_keeps_its_state_outside_the_bundle_and_resumes(tmp_pat
     restarted = bundle_cli(*args[:-1], "0", "--state_dir", str(tmp_path / "gan"), "--init_from", str(best))
     assert f"Restored all variables from {best}" in restarted.stdout + restarted.stderr
     assert torch.load(tmp_path / "gan" / "training_state_checkpoint_epoch=2.pt", weights_only=True)["trainer"]["iteration"] == 4
+
+
+def test_scans_on_the_training_voxel_sizes_run_on_their_own_grid():
+    """metadata and inference.yaml state the same training voxel sizes (1.5-4 mm); inside them a
+    scan is not resampled, outside them it runs at the nearest end of the range."""
+    from volgan.bundle import bundle_predictor
+
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    predictor = bundle_predictor(BUNDLE, device="$torch.device('cpu')")
+    assert list(predictor.spacing_range) == meta["training_voxel_size_mm"]["range"] == [1.5, 4.0]
+    assert predictor.enabled
+    for spacing in ((2.0, 2.0, 2.0), (3.0, 3.0, 3.0), (1.5, 1.5, 4.0)):
+        assert predictor.model_spacing(spacing) == spacing
+    assert predictor.model_spacing((1.0, 1.0, 1.0)) == (1.5, 1.5, 1.5)
+    assert predictor.model_spacing((2.0, 2.0, 5.0)) == (2.0, 2.0, 4.0)
