@@ -157,15 +157,20 @@ def test_strided_inputs_give_the_contiguous_inputs_result(dtype):
 def test_fast_mode_runs_the_shipped_unet_natively_in_bf16_within_the_stated_bound():
     """Fast mode on a CPU with native bf16: the native U-Net in bf16 (not PyTorch under autocast),
     within 45 dB PSNR of the fp32 default (the bundle's 64^3 grid) on the shipped weights and a
-    noisy phantom; against fast mode in fp32 (the same single window) the difference is bf16's
-    alone (66.6 dB when written; PyTorch under autocast: 66.4)."""
+    simulated 1/10-dose PET scan (SUV / 10, as the bundle feeds it; 46.0 dB with the 0.2.0
+    weights); against fast mode in fp32 (the same single window) the difference is bf16's alone
+    (58.9 dB with the 0.2.0 weights)."""
     from pathlib import Path
 
     from volgan.inference import load_generator_weights
 
     net = load_generator_weights(PetUNetGenerator("small", residual=True),
                                  Path(__file__).parents[3] / "bundles" / "pet_lowdose_cgan" / "models" / "model.pt")
-    arr = phantom((48, 40, 36)) + np.random.default_rng(0).normal(0, 5, (48, 40, 36)).clip(0).astype(np.float32)
+    from volgan.degrade import simulate_doses
+
+    activity = phantom((48, 40, 36), seed=11) / 10.0
+    arr = simulate_doses(activity, (2.0, 2.0, 2.0), doses=(0.1,), total_counts=8e6, seed=4, iterations=4, subsets=12,
+                         post_fwhm_mm=4.0)[0.1] / 10.0
     fast = Predictor(net, device="cpu", fast=True)
     assert (fast.precision, fast.backend) == ("bf16", "native") and fast._form.dtype == torch.bfloat16
     out = fast.predict_array(arr)
@@ -174,7 +179,7 @@ def test_fast_mode_runs_the_shipped_unet_natively_in_bf16_within_the_stated_boun
         return 10 * np.log10((ref.max() - ref.min()) ** 2 / np.mean((out - ref) ** 2))
 
     assert psnr(Predictor(net, roi_size=(64, 64, 64), device="cpu").predict_array(arr)) > 45.0
-    assert psnr(Predictor(net, device="cpu", fast=True, precision="fp32").predict_array(arr)) > 60.0
+    assert psnr(Predictor(net, device="cpu", fast=True, precision="fp32").predict_array(arr)) > 55.0
 
 
 def test_bf16_runs_natively_only_where_onednn_runs_it():
