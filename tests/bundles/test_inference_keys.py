@@ -72,6 +72,7 @@ PER_BUNDLE = {
         "target_spacing": ({"target_spacing": 2.0}, lambda p: p.spacing),
         "interpolation": ({"interpolation": "linear"}, lambda p: p.interpolation),
         "slice_axis": ({"slice_axis": None}, lambda p: p.slice_axis),
+        "edge_margin": ({"edge_margin": 0}, lambda p: p.edge_margin),
     },
 }
 # the baseline each override is compared with (fp32_share: the same mode with no fp32 layers)
