@@ -57,8 +57,8 @@ def crop_region(mask: np.ndarray, size: tuple[int, int, int]) -> tuple[slice, sl
     """``size`` voxels around the centre of ``mask`` (the whole axis where it is shorter)."""
     idx = np.argwhere(mask)
     centre = (idx.min(0) + idx.max(0)) // 2
-    return tuple(slice(int(np.clip(c - s // 2, 0, max(n - s, 0))), int(np.clip(c - s // 2, 0, max(n - s, 0))) + min(s, n))
-                 for c, s, n in zip(centre, size, mask.shape))  # type: ignore[return-value]
+    starts = [int(np.clip(c - s // 2, 0, max(n - s, 0))) for c, s, n in zip(centre, size, mask.shape)]
+    return tuple(slice(a, a + min(s, n)) for a, s, n in zip(starts, size, mask.shape))  # type: ignore[return-value]
 
 
 def crop(volume: Volume, start: np.ndarray, stop: np.ndarray) -> Volume:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
 
     result = {"test_set": str(folder), "source": meta.get("source"), "region": [[r.start, r.stop] for r in region],
               "data_range": peak, "target_spacing": spacing, "axis": args.axis, "threads": args.threads,
-              "weights": {k: v for k, v in weights.items()}, "rows": rows}
+              "weights": dict(weights), "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -15,7 +15,30 @@ def seeded_subject_rng(seed: int, index: int, epoch: int = 0) -> np.random.Gener
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index)]))
 
 
-class SynthDenoisingDataset(Dataset):
+class SynthPairDataset(Dataset):
+    """Items drawn fresh from a subject generator: item ``i`` of :attr:`epoch` comes from its own
+    seeded random generator, and its clean subject is scaled by ``1 +- scale_jitter`` (brightest
+    tissue about 1, as the inference normaliser's percentile varies). Subclasses make the pair."""
+
+    def __init__(self, generator: SynthMRGenerator, length: int, seed: int, scale_jitter: float):
+        self.generator, self.length, self.seed = generator, int(length), int(seed)
+        self.scale_jitter = float(scale_jitter)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def subject(self, index: int) -> tuple[np.ndarray, np.random.Generator]:
+        """Item ``index``'s scaled clean subject and the random generator to degrade it with."""
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = seeded_subject_rng(self.seed, index, self.epoch)
+        clean = self.generator.draw(rng).image
+        clean *= 1.0 + rng.uniform(-self.scale_jitter, self.scale_jitter)
+        return clean, rng
+
+
+class SynthDenoisingDataset(SynthPairDataset):
     """``{"image": noisy, "label": clean}`` pairs, each item a new synthetic subject.
 
     The clean subject is scaled so that its brightest tissue is about 1 (a random factor of
@@ -36,19 +59,11 @@ class SynthDenoisingDataset(Dataset):
                  levels: tuple[float, float] = (1.0, 15.0), scale_jitter: float = 0.2):
         if not 0 <= levels[0] <= levels[1] <= 100:
             raise ValueError(f"levels must be (low, high) percentages, got {levels}")
-        self.generator, self.length, self.seed = generator, int(length), int(seed)
-        self.levels, self.scale_jitter = (float(levels[0]), float(levels[1])), float(scale_jitter)
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return self.length
+        super().__init__(generator, length, seed, scale_jitter)
+        self.levels = (float(levels[0]), float(levels[1]))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        rng = seeded_subject_rng(self.seed, index, self.epoch)
-        clean = self.generator.draw(rng).image
-        clean *= 1.0 + rng.uniform(-self.scale_jitter, self.scale_jitter)
+        clean, rng = self.subject(index)
         level = rng.uniform(*self.levels)
         noisy = add_rician_noise(clean, level, seed=rng, peak=1.0)
         return {"image": torch.from_numpy(noisy[None]), "label": torch.from_numpy(clean[None]),

@@ -22,9 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy import ndimage
-from torch.utils.data import Dataset
 
-from volgan.data.synth.dataset import seeded_subject_rng
+from volgan.data.synth.dataset import SynthPairDataset
 from volgan.data.synth.mr_generator import SynthMRGenerator
 from volgan.data.target_grid import resample_to_target
 from volgan.degrade.kspace import truncate_kspace
@@ -80,7 +79,7 @@ def thick_slice_acquisition(clean: np.ndarray, axis: int, spacing: int, width: f
     return thin.array
 
 
-class SynthSRDataset(Dataset):
+class SynthSRDataset(SynthPairDataset):
     """``{"image": degraded, "label": clean}`` super-resolution pairs, each item a new subject.
 
     The generator's ``shape`` is the drawn field (patch plus margin); items are ``(1, *patch_size)``
@@ -111,7 +110,7 @@ class SynthSRDataset(Dataset):
                  thick_axes: Sequence[int] = (0, 1, 2), gap_range: tuple[float, float] = (0.0, 0.3),
                  kspace_factor_range: tuple[float, float] = (1.5, 3.0), kspace_axes: Sequence[int] | None = None,
                  interpolation: str = "cubic", scale_jitter: float = 0.2):
-        self.generator, self.length, self.seed = generator, int(length), int(seed)
+        super().__init__(generator, length, seed, scale_jitter)
         self.patch_size = tuple(int(p) for p in patch_size)
         lo, hi = int(thick_range[0]), int(thick_range[1])
         if not 2 <= lo <= hi:
@@ -135,11 +134,7 @@ class SynthSRDataset(Dataset):
         self.thick_probability, self.thick_range = float(thick_probability), (lo, hi)
         self.gap_range = (float(gap_range[0]), float(gap_range[1]))
         self.kspace_factor_range = (float(kspace_factor_range[0]), float(kspace_factor_range[1]))
-        self.interpolation, self.scale_jitter = interpolation, float(scale_jitter)
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return self.length
+        self.interpolation = interpolation
 
     def degrade(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
         """``(degraded, clean, acquisition)``: a thick-slice stack covers whole slabs only, so both
@@ -161,11 +156,7 @@ class SynthSRDataset(Dataset):
         return degraded, clean, {"kind": "kspace", "axes": axes, "factors": factors}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        rng = seeded_subject_rng(self.seed, index, self.epoch)
-        clean = self.generator.draw(rng).image
-        clean *= 1.0 + rng.uniform(-self.scale_jitter, self.scale_jitter)
+        clean, rng = self.subject(index)
         degraded, clean, _ = self.degrade(clean, rng)
         start = [(n - p) // 2 + int(rng.integers(-((n - p) // 4), (n - p) // 4 + 1))
                  for n, p in zip(clean.shape, self.patch_size)]
