@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from volgan.networks.mdcsrn import MdcsrnCritic, MdcsrnGenerator
-from volgan.networks.pet_cgan import ConcatenatedGenerator, PetPatchDiscriminator, PetUNetGenerator
+from volgan.networks.pet_cgan import ConcatenatedGenerator, PetPatchDiscriminator, PetUNetGenerator, pet_generator
 from volgan.networks.red_wgan import RedWganCritic, RedWganGenerator
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "PetUNetGenerator",
     "RedWganCritic",
     "RedWganGenerator",
+    "pet_generator",
 ]

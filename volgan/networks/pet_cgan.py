@@ -154,8 +154,8 @@ class ConcatenatedGenerator(nn.Module):
     Examples::
 
         >>> net = ConcatenatedGenerator(2, preset="small")
-        >>> net(torch.rand(1, 1, 16, 16, 16)).shape
-        torch.Size([1, 1, 16, 16, 16])
+        >>> net(torch.rand(1, 1, 32, 32, 32)).shape
+        torch.Size([1, 1, 32, 32, 32])
     """
 
     def __init__(self, stages: int = 2, preset: str = "paper", channels: Sequence[int] | None = None, residual: bool = False):
@@ -183,6 +183,22 @@ class ConcatenatedGenerator(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return x
+
+
+def pet_generator(
+    stages: int = 1, preset: str = "paper", channels: Sequence[int] | None = None, residual: bool = False
+) -> PetUNetGenerator | ConcatenatedGenerator:
+    """The PET generator with ``stages`` U-Nets: a :class:`PetUNetGenerator` for one (its state
+    dict has no stage prefix), a :class:`ConcatenatedGenerator` for more.
+
+    Examples::
+
+        >>> type(pet_generator(1, "small")).__name__, type(pet_generator(2, "small")).__name__
+        ('PetUNetGenerator', 'ConcatenatedGenerator')
+    """
+    if int(stages) == 1:
+        return PetUNetGenerator(preset, channels, residual)
+    return ConcatenatedGenerator(stages, preset, channels, residual)
 
 
 class PetPatchDiscriminator(nn.Module):
