@@ -57,6 +57,8 @@ PER_BUNDLE = {
         "output_suv": ({"output_suv": True}, lambda p: _inner(p).normaliser.output_suv),
         "training_spacing": ({"training_spacing": [2.0, 2.0]}, lambda p: p.spacing_range),
         "resample_to_training_spacing": ({"resample_to_training_spacing": False}, lambda p: p.enabled),
+        # two chained U-Nets (an untrained chain: models/model_progressive.pt is a training's result)
+        "stages": ({"stages": 2, "ckpt_path": None}, lambda p: type(_inner(p)._reference).__name__),
     },
     "mri_denoise_redwgan": {
         "weights": ({"weights": "gan"}, lambda p: float(sum(t.sum() for t in _inner(p)._reference.state_dict().values()))),
