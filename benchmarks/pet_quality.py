@@ -18,13 +18,15 @@ size) is chosen per dose on the validation subjects of ``--val`` (make_pet_data.
 split; never on the test sets), once to maximise the mean brain PSNR against the truth and once
 against the full dose; the bundle's predictor (configs/inference.yaml, fp32, as a user runs it)
 and, with ``--weights NAME=PATH``, other generator checkpoints in the same predictor
-(``--training-spacing NAME=LOW,HIGH`` gives one of them its own training voxel sizes). The
+(``--training-spacing NAME=LOW,HIGH`` gives one of them its own training voxel sizes,
+``--stages NAME=N`` makes it a chain of N generators, e.g. configs/train_progressive.yaml's). The
 full-dose scan itself is scored too (it is what the methods approach against the truth).
 The table (``--markdown``) gives each set, simulator, dose and method over all subjects: mean
 PSNR and SSIM, lesion figures over all their lesions; the JSON has every subject and lesion.
 
 Usage: python benchmarks/pet_quality.py --heldout data/heldout_pet --val data/pet \
-           --bundle bundles/pet_lowdose_cgan [--weights NAME=PATH ...] [--json out.json] [--markdown out.md]
+           --bundle bundles/pet_lowdose_cgan [--weights NAME=PATH ...] [--stages NAME=N ...]
+           [--json out.json] [--markdown out.md]
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-bundle", action="store_true", help="leave out the bundle's own weights")
     parser.add_argument("--weights", nargs="*", default=[], help="other checkpoints as NAME=PATH")
     parser.add_argument("--training-spacing", nargs="*", default=[], help="NAME=LOW,HIGH for a --weights entry")
+    parser.add_argument("--stages", nargs="*", default=[], help="NAME=N: a --weights entry of N chained generators")
     parser.add_argument("--doses", nargs="+", default=list(DOSES), choices=list(DOSES))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
@@ -227,10 +230,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     cpu = "$torch.device('cpu')"
     spacing = dict(s.split("=", 1) for s in args.training_spacing)
+    stages = {name: int(n) for name, n in (s.split("=", 1) for s in args.stages)}
     predictors = {} if args.no_bundle else {"bundle": bundle_predictor(args.bundle, device=cpu)}
     for spec in args.weights:
         name, path = spec.split("=", 1)
         extra = {"training_spacing": [float(v) for v in spacing[name].split(",")]} if name in spacing else {}
+        if name in stages:
+            extra["stages"] = stages[name]
         predictors[name] = bundle_predictor(args.bundle, device=cpu, ckpt_path=path, **extra)
     val = validation_subjects(args.val / "val", list(doses.values()))
     chosen = {key: choose_fwhm(val, key) for key in doses.values()}

@@ -79,9 +79,9 @@ def _save(path: Path, array: np.ndarray, spacing: float) -> None:
     nib.save(nib.Nifti1Image(array, np.diag([spacing, spacing, spacing, 1.0])), path)
 
 
-@pytest.mark.slow
-def test_a_whole_run_on_tiny_sets_with_the_bundle(tmp_path):
-    """Validation subjects choose the widths; every held-out set, simulator and method is scored."""
+def _tiny_sets(tmp_path: Path) -> None:
+    """Two validation subjects (tmp_path/pet/val) and one held-out subject at 2 and 3 mm
+    (tmp_path/heldout), both simulators, 1/4 dose."""
     val = tmp_path / "pet" / "val"
     val.mkdir(parents=True)
     for k, seed in enumerate((1, 2)):
@@ -102,6 +102,12 @@ def test_a_whole_run_on_tiny_sets_with_the_bundle(tmp_path):
             _save(folder / f"{sim}_full.nii.gz", truth + rng.normal(0, 0.2, truth.shape).astype(np.float32), size)
             _save(folder / f"{sim}_dose-4.nii.gz", truth + rng.normal(0, 0.6, truth.shape).astype(np.float32), size)
         (folder / "phantom.json").write_text(json.dumps({"simulators": {"osem": "", "image": ""}}))
+
+
+@pytest.mark.slow
+def test_a_whole_run_on_tiny_sets_with_the_bundle(tmp_path):
+    """Validation subjects choose the widths; every held-out set, simulator and method is scored."""
+    _tiny_sets(tmp_path)
     out = tmp_path / "result.json"
     result = main(["--heldout", str(tmp_path / "heldout"), "--val", str(tmp_path / "pet"), "--doses", "1/4",
                    "--bundle", str(ROOT / "bundles" / "pet_lowdose_cgan"), "--json", str(out),
@@ -120,6 +126,30 @@ def test_a_whole_run_on_tiny_sets_with_the_bundle(tmp_path):
             assert r["psnr_truth"] > low["psnr_truth"]  # the noise here is white: any smoothing helps
     assert len(result["summary"]) == len(rows)  # one subject per set
     assert (tmp_path / "table.md").read_text().count("\n") == len(rows) + 2
+
+
+@pytest.mark.slow
+def test_a_two_stage_generator_from_a_weights_file(tmp_path):
+    """--stages NAME=2 runs a --weights file as a chain of two U-Nets: a chain whose second stage
+    is untrained (zero last layer, residual) scores as its first stage alone does."""
+    import torch
+
+    from volgan.networks import ConcatenatedGenerator
+
+    _tiny_sets(tmp_path)
+    shipped = ROOT / "bundles" / "pet_lowdose_cgan" / "models" / "model.pt"
+    chain = ConcatenatedGenerator(2, "small", residual=True)
+    chain.stages[0].load_state_dict(torch.load(shipped, weights_only=True))
+    torch.save(chain.state_dict(), tmp_path / "chain.pt")
+    result = main(["--heldout", str(tmp_path / "heldout"), "--val", str(tmp_path / "pet"), "--doses", "1/4",
+                   "--bundle", str(ROOT / "bundles" / "pet_lowdose_cgan"), "--no-bundle",
+                   "--weights", f"single={shipped}", f"chain={tmp_path / 'chain.pt'}", "--stages", "chain=2"])
+    rows = {(r["set"], r["simulator"], r["method"]): r for r in result["rows"]}
+    pairs = [(r, rows[(s, sim, "chain")]) for (s, sim, m), r in rows.items() if m == "single"]
+    assert len(pairs) == 4
+    for single, chained in pairs:
+        assert chained["psnr_truth"] == pytest.approx(single["psnr_truth"], abs=1e-3)
+        assert chained["ssim_truth"] == pytest.approx(single["ssim_truth"], abs=1e-5)
 
 
 def test_summary_averages_subjects_and_pools_their_lesions():
