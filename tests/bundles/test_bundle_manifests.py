@@ -1,4 +1,5 @@
-"""The RED-WGAN bundle's configs read manifests through volgan's loader (config parsing only: fast)."""
+"""The RED-WGAN bundle's file-training configs (train.yaml + train_files.yaml) read manifests through
+volgan's loader (config parsing only: fast)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "bundles" / "mri_denoise_redwgan
 
 def parsed(*overrides: tuple[str, str]) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.yaml"))
+    parser.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "train_files.yaml")])
     for key, value in overrides:
         parser[key] = value
     return parser

@@ -1,4 +1,5 @@
-"""The RED-WGAN bundle through the real MONAI bundle CLI (and torchrun), on real NIfTI files."""
+"""The RED-WGAN bundle through the real MONAI bundle CLI (and torchrun): training on synthetic subjects
+(train.yaml) and on real NIfTI files (train.yaml + train_files.yaml), inference and evaluation."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from volgan.metrics import psnr
 
 BUNDLE = ROOT / "bundles" / "mri_denoise_redwgan"
 CONFIGS = BUNDLE / "configs"
+# training on files: the overlay on the synthetic default
+FILES = ("train.yaml", "train_files.yaml")
 pytestmark = pytest.mark.slow
 
 
@@ -91,8 +94,27 @@ def train_args(tmp_path: Path, data: Path, *configs: str) -> list[str]:
                               "--validate#preprocessing#transforms#3#roi_size", "[32, 32, 16]")
 
 
-def test_train_resume_and_evaluate_through_the_cli(tmp_path, tiny_dataset):
-    bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml"))
+@pytest.fixture
+def anatomy(tmp_path) -> Path:
+    from tests.data.test_synth import sphere_anatomy
+
+    path = tmp_path / "anatomy.npz"
+    sphere_anatomy(40).save(path)
+    return path
+
+
+def synth_args(anatomy: Path, state_dir: Path, *configs: str) -> list[str]:
+    """``monai.bundle run`` arguments for train.yaml (and overlays) on tiny synthetic draws, the state in state_dir."""
+    files = json.dumps([str(CONFIGS / c) for c in ("train.yaml", *configs)])
+    return ["run", "--config_file", files, "--bundle_root", str(BUNDLE), "--synth_anatomy", str(anatomy),
+            "--state_dir", str(state_dir), "--patch_size", "[16, 16, 16]", "--batch_size", "2",
+            "--iterations_per_epoch", "2", "--val_interval", "1", "--validate#source#shape", "[16, 16, 16]",
+            "--validate#dataset#length", "2"]
+
+
+def test_train_on_files_resume_and_evaluate_through_the_cli(tmp_path, tiny_dataset):
+    """train.yaml + train_files.yaml: clean volumes from dataset_dir, model.pt and the state in ckpt_dir."""
+    bundle_cli(*train_args(tmp_path, tiny_dataset, *FILES))
     models = tmp_path / "models"
     assert (models / "model.pt").is_file()
     state = models / "training_state_checkpoint_epoch=2.pt"
@@ -101,11 +123,11 @@ def test_train_resume_and_evaluate_through_the_cli(tmp_path, tiny_dataset):
     assert {"generator", "critic", "g_optimizer", "d_optimizer", "trainer"} <= set(checkpoint)
     assert checkpoint["trainer"]["iteration"] == 4
 
-    resumed = bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml"), "--max_epochs", "3", "--resume_from", str(state))
+    resumed = bundle_cli(*train_args(tmp_path, tiny_dataset, *FILES), "--max_epochs", "3", "--resume_from", str(state))
     assert f"Restored all variables from {state}" in resumed.stdout + resumed.stderr
     assert torch.load(models / "training_state_checkpoint_epoch=3.pt", weights_only=True)["trainer"]["iteration"] == 6
 
-    bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml", "evaluate.yaml"))
+    bundle_cli(*train_args(tmp_path, tiny_dataset, *FILES, "evaluate.yaml"))
     metrics = (tmp_path / "eval" / "metrics.csv").read_text()
     assert "val_psnr" in metrics and "val_ssim" in metrics
 
@@ -121,7 +143,7 @@ def test_evaluate_on_a_pairs_manifest_through_the_paired_loader(tmp_path):
     nib.save(nib.Nifti1Image(noisy[2:38, 3:37, 1:23], crop), tmp_path / "noisy_crop.nii.gz")
     (tmp_path / "pairs.csv").write_text("subject,source,target\nwhole,noisy.nii.gz,clean.nii.gz\n"
                                         "crop,noisy_crop.nii.gz,clean.nii.gz\n")
-    configs = json.dumps([str(CONFIGS / c) for c in ("train.yaml", "evaluate.yaml", "evaluate_pairs.yaml")])
+    configs = json.dumps([str(CONFIGS / c) for c in (*FILES, "evaluate.yaml", "evaluate_pairs.yaml")])
     bundle_cli("run", "--config_file", configs, "--bundle_root", str(BUNDLE), "--output_dir", str(tmp_path / "eval"),
                "--eval_manifest", str(tmp_path / "pairs.csv"))
     rows = (tmp_path / "eval" / "val_psnr_raw.csv").read_text().strip().splitlines()
@@ -130,19 +152,20 @@ def test_evaluate_on_a_pairs_manifest_through_the_paired_loader(tmp_path):
     assert all(20 < v < 60 for v in psnr_values), rows
 
 
-def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
+def test_torchrun_two_processes_with_gloo_on_synthetic_subjects(tmp_path, anatomy):
+    """train.yaml + multi_gpu_train.yaml: rank 0 writes the state and the best validation generator."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
-           "-m", "monai.bundle", *train_args(tmp_path, tiny_dataset, "train.yaml", "multi_gpu_train.yaml")]
+           "-m", "monai.bundle", *synth_args(anatomy, tmp_path / "state", "multi_gpu_train.yaml"), "--max_epochs", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert (tmp_path / "models" / "model.pt").is_file()
-    state = torch.load(tmp_path / "models" / "training_state_checkpoint_epoch=2.pt", weights_only=True)
-    assert state["trainer"]["iteration"] == 4
+    state = torch.load(tmp_path / "state" / "training_state_checkpoint_epoch=2.pt", weights_only=True)
+    assert state["trainer"]["iteration"] == 4 and state["lr_scheduler"]["last_epoch"] == 4
+    assert (tmp_path / "state" / "generator_best_val.pt").is_file()
 
 
 def test_mlflow_tracking_through_the_cli(tmp_path, tiny_dataset):
-    bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml"), "--tracking", "mlflow")
+    bundle_cli(*train_args(tmp_path, tiny_dataset, *FILES), "--tracking", "mlflow")
     import mlflow
 
     db = tmp_path / "eval" / "mlruns.db"
@@ -154,22 +177,14 @@ def test_mlflow_tracking_through_the_cli(tmp_path, tiny_dataset):
     assert "train_loss" in logged and "val_psnr" in logged
 
 
-def test_synthetic_training_saves_state_outside_resumes_and_restarts_from_weights(tmp_path):
-    """train.yaml + train_synth.yaml: fresh synthetic subjects each epoch, the full state in
+def test_train_yaml_alone_trains_on_synthetic_subjects_outside_the_bundle_resumes_and_restarts(tmp_path, anatomy):
+    """train.yaml alone (no data folder): fresh synthetic subjects each epoch, the full state in
     state_dir every epoch, the best validation generator, resume from the state, and a restart from
     shipped weights with fresh optimisers."""
-    from tests.data.test_synth import sphere_anatomy
     from volgan.networks import RedWganGenerator
 
-    anatomy = tmp_path / "anatomy.npz"
-    sphere_anatomy(40).save(anatomy)
-    configs = json.dumps([str(CONFIGS / "train.yaml"), str(CONFIGS / "train_synth.yaml")])
-
     def run(state_dir: Path, *extra: str):
-        return bundle_cli("run", "--config_file", configs, "--bundle_root", str(BUNDLE), "--synth_anatomy", str(anatomy),
-                          "--state_dir", str(state_dir), "--patch_size", "[16, 16, 16]", "--batch_size", "2",
-                          "--iterations_per_epoch", "2", "--val_interval", "1", "--validate#source#shape",
-                          "[16, 16, 16]", "--validate#dataset#length", "2", *extra)
+        return bundle_cli(*synth_args(anatomy, state_dir), *extra)
 
     before = sorted(p.name for p in (BUNDLE / "models").iterdir())
     run(tmp_path / "state", "--max_epochs", "2")
@@ -208,7 +223,7 @@ def test_inference_normalisation_puts_noisy_heads_inside_the_training_intensity_
     anatomy = sphere_anatomy(40)
     anatomy.save(tmp_path / "anatomy.npz")
     train = ConfigParser()
-    train.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "train_synth.yaml")])
+    train.read_config(str(CONFIGS / "train.yaml"))
     train["synth_anatomy"] = str(tmp_path / "anatomy.npz")
     dataset = train.get_parsed_content("train#dataset")
     infer = ConfigParser()
