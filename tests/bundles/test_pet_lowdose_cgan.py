@@ -30,6 +30,8 @@ from volgan.metrics import psnr
 
 BUNDLE = ROOT / "bundles" / "pet_lowdose_cgan"
 CONFIGS = BUNDLE / "configs"
+# training on files: the overlay on the phantom default
+FILES = ("train.yaml", "train_files.yaml")
 pytestmark = pytest.mark.slow
 
 
@@ -124,53 +126,10 @@ def pair_dataset(tmp_path):
     return data
 
 
-def train_args(tmp_path: Path, data: Path, *configs: str) -> list[str]:
-    return tiny_training_args(BUNDLE, tmp_path, data, configs, "--warmup_iterations", "1", "--validate#roi_size", "[32, 32, 32]")
-
-
-def test_train_resume_and_evaluate_through_the_cli(tmp_path, pair_dataset):
-    bundle_cli(*train_args(tmp_path, pair_dataset, "train.yaml"))
-    models = tmp_path / "models"
-    assert (models / "model.pt").is_file()
-    state = models / "training_state_checkpoint_epoch=2.pt"
-    checkpoint = torch.load(state, weights_only=True)
-    assert {"generator", "critic", "g_optimizer", "d_optimizer", "trainer"} <= set(checkpoint)
-    assert checkpoint["trainer"]["iteration"] == 4
-
-    resumed = bundle_cli(*train_args(tmp_path, pair_dataset, "train.yaml"), "--max_epochs", "3", "--resume_from", str(state))
-    assert f"Restored all variables from {state}" in resumed.stdout + resumed.stderr
-    assert torch.load(models / "training_state_checkpoint_epoch=3.pt", weights_only=True)["trainer"]["iteration"] == 6
-
-    bundle_cli(*train_args(tmp_path, pair_dataset, "train.yaml", "evaluate.yaml"))
-    metrics = (tmp_path / "eval" / "metrics.csv").read_text()
-    assert "val_psnr" in metrics and "val_ssim" in metrics
-
-
-def test_a_bad_manifest_stops_training_before_it_starts_and_names_the_problem(tmp_path, pair_dataset):
-    (pair_dataset / "train" / "s2_full.nii.gz").unlink()
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *train_args(tmp_path, pair_dataset, "train.yaml")],
-                          capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
-    assert proc.returncode != 0
-    assert "s2_full.nii.gz" in proc.stdout + proc.stderr
-    assert not (tmp_path / "models" / "model.pt").exists()
-
-
-def test_multi_gpu_overlay_under_torchrun_with_gloo(tmp_path, pair_dataset):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    files = json.dumps([str(CONFIGS / "train.yaml"), str(CONFIGS / "multi_gpu_train.yaml")])
-    args = train_args(tmp_path, pair_dataset, "train.yaml")
-    args[2] = files
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
-           "-m", "monai.bundle", *args, "--max_epochs", "1"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=900, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert (tmp_path / "models" / "model.pt").is_file()
-
-
-def test_phantom_training_keeps_its_state_outside_the_bundle_and_resumes(tmp_path, pair_dataset):
-    """train_phantoms.yaml: pairs from the truth manifests, full state (with the learning-rate
-    schedule) and the best-validation generator in state_dir every epoch, resume, and a restart
-    from trained weights."""
+@pytest.fixture
+def truth_dataset(pair_dataset):
+    """pair_dataset plus the phantom layout of data_scripts/make_pet_data.py: each low-dose scan
+    paired with its subject's noise-free truth in train_truth.csv / val_truth.csv."""
     for split in ("train", "val"):
         rows = list(csv.reader((pair_dataset / f"{split}.csv").open()))
         for row in rows[1:]:
@@ -180,9 +139,62 @@ def test_phantom_training_keeps_its_state_outside_the_bundle_and_resumes(tmp_pat
             row[2] = f"{split}/{name}_truth.nii.gz"
         with open(pair_dataset / f"{split}_truth.csv", "w", newline="") as fh:
             csv.writer(fh).writerows(rows)
+    return pair_dataset
+
+
+def train_args(tmp_path: Path, data: Path, *configs: str) -> list[str]:
+    return tiny_training_args(BUNDLE, tmp_path, data, configs, "--warmup_iterations", "1", "--validate#roi_size", "[32, 32, 32]")
+
+
+def test_train_on_files_resume_and_evaluate_through_the_cli(tmp_path, pair_dataset):
+    """train.yaml + train_files.yaml: train.csv / val.csv pairs, model.pt and the state in ckpt_dir."""
+    bundle_cli(*train_args(tmp_path, pair_dataset, *FILES))
+    models = tmp_path / "models"
+    assert (models / "model.pt").is_file()
+    state = models / "training_state_checkpoint_epoch=2.pt"
+    checkpoint = torch.load(state, weights_only=True)
+    assert {"generator", "critic", "g_optimizer", "d_optimizer", "trainer"} <= set(checkpoint)
+    assert checkpoint["trainer"]["iteration"] == 4
+
+    resumed = bundle_cli(*train_args(tmp_path, pair_dataset, *FILES), "--max_epochs", "3", "--resume_from", str(state))
+    assert f"Restored all variables from {state}" in resumed.stdout + resumed.stderr
+    assert torch.load(models / "training_state_checkpoint_epoch=3.pt", weights_only=True)["trainer"]["iteration"] == 6
+
+    bundle_cli(*train_args(tmp_path, pair_dataset, *FILES, "evaluate.yaml"))
+    metrics = (tmp_path / "eval" / "metrics.csv").read_text()
+    assert "val_psnr" in metrics and "val_ssim" in metrics
+
+
+def test_a_bad_manifest_stops_training_before_it_starts_and_names_the_problem(tmp_path, pair_dataset):
+    (pair_dataset / "train" / "s2_full.nii.gz").unlink()
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *train_args(tmp_path, pair_dataset, *FILES)],
+                          capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
+    assert proc.returncode != 0
+    assert "s2_full.nii.gz" in proc.stdout + proc.stderr
+    assert not (tmp_path / "models" / "model.pt").exists()
+
+
+def test_multi_gpu_overlay_on_phantoms_under_torchrun_with_gloo(tmp_path, truth_dataset):
+    """train.yaml + multi_gpu_train.yaml: rank 0 writes the state and the best validation generator."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    state_dir = tmp_path / "state"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           "-m", "monai.bundle", *train_args(tmp_path, truth_dataset, "train.yaml", "multi_gpu_train.yaml"),
+           "--state_dir", str(state_dir), "--patch_size", "[32, 32, 32]", "--max_epochs", "1"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    state = torch.load(state_dir / "training_state_checkpoint_epoch=1.pt", weights_only=True)
+    assert state["trainer"]["iteration"] == 2 and state["lr_scheduler"]["last_epoch"] == 2
+    assert (state_dir / "generator_best_val.pt").is_file()
+
+
+def test_train_yaml_alone_trains_on_phantoms_outside_the_bundle_and_resumes(tmp_path, truth_dataset):
+    """train.yaml alone: pairs from the truth manifests, full state (with the learning-rate
+    schedule) and the best-validation generator in state_dir every epoch, resume, and a restart
+    from trained weights."""
     state_dir = tmp_path / "state"
     shipped = sorted(p.name for p in (BUNDLE / "models").iterdir())
-    args = [*train_args(tmp_path, pair_dataset, "train.yaml", "train_phantoms.yaml"), "--state_dir", str(state_dir),
+    args = [*train_args(tmp_path, truth_dataset, "train.yaml"), "--state_dir", str(state_dir),
             "--patch_size", "[32, 32, 32]", "--warmup_iterations", "100000000"]
     bundle_cli(*args)
     state = state_dir / "training_state_checkpoint_epoch=2.pt"
