@@ -29,6 +29,8 @@ from volgan.metrics import psnr
 
 BUNDLE = ROOT / "bundles" / "mri_sr_mdcsrn"
 CONFIGS = BUNDLE / "configs"
+# training on files: the overlay on the synthetic default
+FILES = ("train.yaml", "train_files.yaml")
 pytestmark = pytest.mark.slow
 
 
@@ -136,8 +138,9 @@ def train_args(tmp_path: Path, data: Path, *configs: str) -> list[str]:
                               "--validate#roi_size", "[32, 32, 32]")
 
 
-def test_l1_pretraining_then_wgan_then_evaluate_through_the_cli(tmp_path, tiny_dataset):
-    bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml"))
+def test_files_l1_pretraining_then_wgan_then_evaluate_through_the_cli(tmp_path, tiny_dataset):
+    """train.yaml + train_files.yaml: pairs from dataset_dir, model.pt and the state in ckpt_dir."""
+    bundle_cli(*train_args(tmp_path, tiny_dataset, *FILES))
     models = tmp_path / "models"
     assert (models / "model.pt").is_file()
     state = torch.load(models / "training_state_checkpoint_epoch=2.pt", weights_only=True)
@@ -147,17 +150,18 @@ def test_l1_pretraining_then_wgan_then_evaluate_through_the_cli(tmp_path, tiny_d
     assert state["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-6)
     assert (tmp_path / "eval" / "generator_generator_epoch=1.pt").is_file()
 
-    bundle_cli(*train_args(tmp_path, tiny_dataset, "train.yaml", "evaluate.yaml"))
+    bundle_cli(*train_args(tmp_path, tiny_dataset, *FILES, "evaluate.yaml"))
     metrics = (tmp_path / "eval" / "metrics.csv").read_text()
     assert "val_psnr" in metrics and "val_ssim" in metrics
 
 
-def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
+def test_torchrun_two_processes_with_gloo_on_files(tmp_path, tiny_dataset):
+    """train.yaml + train_files.yaml + multi_gpu_train.yaml: rank 0 writes the weights and the state."""
     import os
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
-           "-m", "monai.bundle", *train_args(tmp_path, tiny_dataset, "train.yaml", "multi_gpu_train.yaml")]
+           "-m", "monai.bundle", *train_args(tmp_path, tiny_dataset, *FILES, "multi_gpu_train.yaml")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert (tmp_path / "models" / "model.pt").is_file()
@@ -166,19 +170,18 @@ def test_torchrun_two_processes_with_gloo(tmp_path, tiny_dataset):
     assert state["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-6)
 
 
-def test_synthetic_training_draws_both_acquisitions_and_saves_state_outside_the_bundle(tmp_path):
-    """train.yaml + train_synth.yaml: fresh synthetic SR pairs each epoch, the full state and the best
-    validation generator in state_dir, nothing written into the bundle, resumable."""
+def test_train_yaml_alone_trains_on_synthetic_pairs_and_saves_state_outside_the_bundle(tmp_path):
+    """train.yaml alone (no data folder): fresh synthetic SR pairs each epoch, the full state and the
+    best validation generator in state_dir, nothing written into the bundle, resumable."""
     from tests.data.test_synth import sphere_anatomy
     from volgan.networks import MdcsrnGenerator
 
     anatomy = tmp_path / "anatomy.npz"
     sphere_anatomy(40).save(anatomy)
-    configs = json.dumps([str(CONFIGS / "train.yaml"), str(CONFIGS / "train_synth.yaml")])
 
     def run(*extra: str):
-        return bundle_cli("run", "--config_file", configs, "--bundle_root", str(BUNDLE), "--synth_anatomy", str(anatomy),
-                          "--state_dir", str(tmp_path / "state"), "--patch_size", "[16, 16, 16]",
+        return bundle_cli("run", "--config_file", str(CONFIGS / "train.yaml"), "--bundle_root", str(BUNDLE),
+                          "--synth_anatomy", str(anatomy), "--state_dir", str(tmp_path / "state"), "--patch_size", "[16, 16, 16]",
                           "--draw_size", "[26, 26, 26]", "--batch_size", "2", "--iterations_per_epoch", "2",
                           "--val_interval", "1", "--validate#source#shape", "[26, 26, 26]",
                           "--validate#dataset#patch_size", "[16, 16, 16]", "--validate#dataset#length", "2", *extra)

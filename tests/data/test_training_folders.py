@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_bundle_train_configs_check_their_folders(tmp_path, bundle):
         for name in ("a_good", "b_truncated", "c_nan", "d_flat"):
             save(tmp_path / "train" / "clean" / f"{name}.nii.gz", phantom())
     parser = ConfigParser()
-    parser.read_config(str(ROOT / "bundles" / bundle / "configs" / "train.yaml"))
+    parser.read_config([str(ROOT / "bundles" / bundle / "configs" / c) for c in ("train.yaml", "train_files.yaml")])
     parser["dataset_dir"] = str(tmp_path)
     with pytest.raises(Exception) as info:
         parser.get_parsed_content("train_files")
@@ -115,7 +116,8 @@ def test_training_from_a_bad_folder_stops_before_any_log_is_written(tmp_path):
     save(tmp_path / "data" / "val" / "v.nii.gz", phantom())
     bundle = ROOT / "bundles" / "mri_denoise_redwgan"
     proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "train.yaml"),
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+         json.dumps([str(bundle / "configs" / c) for c in ("train.yaml", "train_files.yaml")]),
          "--bundle_root", str(bundle), "--dataset_dir", str(tmp_path / "data"), "--ckpt_dir", str(tmp_path / "models"),
          "--output_dir", str(tmp_path / "eval"), "--max_epochs", "1", "--iterations_per_epoch", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
