@@ -26,10 +26,8 @@ SHIPPED = BUNDLE / "models" / "model.pt"
 
 
 def training_configs() -> list[str]:
-    """The phantom training the overlay composes on: train.yaml, with train_phantoms.yaml where
-    that overlay exists, then train_progressive.yaml."""
-    phantoms = ["train_phantoms.yaml"] if (CONFIGS / "train_phantoms.yaml").is_file() else []
-    return ["train.yaml", *phantoms, "train_progressive.yaml"]
+    """The phantom training (train.yaml), then the overlay."""
+    return ["train.yaml", "train_progressive.yaml"]
 
 
 def shipped_stage() -> PetUNetGenerator:
