@@ -63,6 +63,7 @@ PER_BUNDLE = {
     "mri_denoise_redwgan": {
         "weights": ({"weights": "gan"}, lambda p: float(sum(t.sum() for t in _inner(p)._reference.state_dict().values()))),
         "flips": ({"flips": 8}, lambda p: len(p.predictor.axes)),
+        "edge_margin": ({"edge_margin": 0}, lambda p: _inner(p).edge_margin),
         "training_spacing": ({"training_spacing": [1.0, 1.0]}, lambda p: p.spacing_range),
         "resample_to_training_spacing": ({"resample_to_training_spacing": False}, lambda p: p.enabled),
         # the cheapest layers in fp32: only with reduced precision in PyTorch
@@ -74,7 +75,7 @@ PER_BUNDLE = {
         "target_spacing": ({"target_spacing": 2.0}, lambda p: p.spacing),
         "interpolation": ({"interpolation": "linear"}, lambda p: p.interpolation),
         "slice_axis": ({"slice_axis": None}, lambda p: p.slice_axis),
-        "edge_margin": ({"edge_margin": 0}, lambda p: p.edge_margin),
+        "edge_margin": ({"edge_margin": 0}, lambda p: _inner(p).edge_margin),
     },
 }
 # the baseline each override is compared with (fp32_share: the same mode with no fp32 layers)

@@ -180,3 +180,27 @@ def test_the_callers_network_is_left_as_it_was(backend):
     Predictor(net, device="cpu", fast=True, backend=backend).predict_array(phantom((12, 10, 9)))
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
     assert all(p.is_contiguous() for p in net.parameters())  # not converted to channels-last
+
+
+def _mean_filter() -> nn.Module:
+    """A 3x3x3 mean filter with zero padding: at a volume's border it sees the padding's zeros."""
+    conv = nn.Conv3d(1, 1, 3, padding=1, bias=False)
+    nn.init.constant_(conv.weight, 1.0 / 27)
+    return conv
+
+
+def test_an_edge_margin_shows_the_network_a_mirrored_edge_instead_of_zero_padding():
+    from scipy import ndimage
+
+    x = np.random.default_rng(5).random((10, 9, 8)).astype(np.float32) + 1.0
+    mirrored = ndimage.uniform_filter(x, 3, mode="reflect")  # scipy's "reflect" repeats the edge voxel
+    # one window covering the whole (grown) volume: only the volume's own border meets zero padding
+    plain = Predictor(_mean_filter(), roi_size=x.shape, device="cpu").predict_array(x)
+    grown = Predictor(_mean_filter(), roi_size=(14, 13, 12), device="cpu", edge_margin=2).predict_array(x)
+    assert grown.shape == x.shape and grown.flags.c_contiguous
+    np.testing.assert_allclose(grown, mirrored, rtol=1e-5)
+    interior = (slice(1, -1),) * 3
+    np.testing.assert_allclose(plain[interior], mirrored[interior], rtol=1e-5)
+    assert np.all(plain[0] < mirrored[0] - 0.1)  # the zero padding darkens the border without the margin
+    with pytest.raises(ValueError, match="edge_margin"):
+        Predictor(_mean_filter(), device="cpu", edge_margin=-1)

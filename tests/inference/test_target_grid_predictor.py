@@ -101,19 +101,3 @@ def test_isotropic_inputs_and_kspace_mode_are_not_turned():
     assert inner.seen[1] is thick
     with pytest.raises(ValueError, match="slice_axis"):
         TargetGridPredictor(inner, slice_axis=3)
-
-
-def test_an_edge_margin_is_mirrored_for_the_network_and_removed_after():
-    rng = np.random.default_rng(3)
-    vol = Volume(rng.random((6, 5, 4)).astype(np.float32) + 1, oblique_affine(spacing=(1.0, 1.0, 1.0)))
-    inner = Recorder()
-    out = TargetGridPredictor(inner, spacing=None, edge_margin=2).predict(vol)
-    seen = inner.seen[0]
-    assert seen.shape == (10, 9, 8)
-    np.testing.assert_array_equal(seen.array[2:-2, 2:-2, 2:-2], vol.array)
-    np.testing.assert_array_equal(seen.array[1, 2:-2, 2:-2], vol.array[0])  # mirrored edge
-    np.testing.assert_allclose(seen.affine @ [2, 2, 2, 1], vol.affine @ [0, 0, 0, 1])
-    np.testing.assert_allclose(out.affine, vol.affine)
-    np.testing.assert_allclose(out.array, vol.array * 2)
-    with pytest.raises(ValueError, match="edge_margin"):
-        TargetGridPredictor(inner, edge_margin=-1)

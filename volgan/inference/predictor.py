@@ -101,6 +101,10 @@ class Predictor:
             SUV factor comes from DICOM headers) also has ``fit_volume(volume) -> LinearScale``,
             which :meth:`predict` uses instead, and may have ``output_volume(volume) -> Volume``
             to convert predictions (e.g. to SUV).
+        edge_margin: voxels of mirrored edge added on every side of the volume before the windows
+            and removed after, so that a volume cut through tissue does not meet the windows' zero
+            padding at its own border (a network trained on patches cut from inside a head takes
+            that cliff for structure); 0 (default): none, MONAI's result.
 
     Examples::
 
@@ -129,6 +133,7 @@ class Predictor:
         winograd: bool = True,
         fp32_share: float = 0.0,
         normaliser: PercentileScaler | SuvScaler | None = None,
+        edge_margin: int = 0,
     ):
         self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.fast = bool(fast)
@@ -144,6 +149,9 @@ class Predictor:
         self.overlap, self.sw_batch_size, self.mode = float(overlap), int(sw_batch_size), mode
         self.max_window, self.margin = tuple(int(s) for s in max_window), int(margin)
         self.normaliser = PercentileScaler() if normaliser is None else normaliser
+        if int(edge_margin) < 0:
+            raise ValueError(f"edge_margin must be >= 0, got {edge_margin}")
+        self.edge_margin = int(edge_margin)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if self.device.type == "cpu":
@@ -254,6 +262,9 @@ class Predictor:
             raise ValueError(f"expected a 3D array, got shape {array.shape}")
         if params is None:
             params = self.normaliser.fit(array) if self.normaliser is not None else LinearScale(0.0, 1.0)
+        m = self.edge_margin
+        if m:
+            array = np.pad(array, m, mode="symmetric")
         padded, crop = self._pad_to_roi(array, params.offset)
         plan = self.plan(padded.shape)
         y = sliding_window(
@@ -261,6 +272,8 @@ class Predictor:
             batch_size=self.batch_size(plan), mode=self.mode, device=self.device,
         )
         y = y[crop]
+        if m:
+            y = np.ascontiguousarray(y[m:-m, m:-m, m:-m])
         y *= params.scale
         y += params.offset
         return y

@@ -23,7 +23,8 @@ def inner_predictor(predictor: Any) -> Any:
 
 # predictor attributes that change an output's values (beyond rounding differences between
 # devices and backends, which are not recorded so that a re-run elsewhere still resumes)
-RESULT_OPTIONS = ("fast", "precision", "roi_size", "overlap", "mode", "max_window", "margin", "fp32_share")
+RESULT_OPTIONS = ("fast", "precision", "roi_size", "overlap", "mode", "max_window", "margin", "fp32_share",
+                  "edge_margin")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

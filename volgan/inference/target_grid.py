@@ -12,21 +12,6 @@ from volgan.io.volume import Volume
 ANISOTROPY = 1.5  # an input is thick-sliced when its coarsest axis is this much coarser than its finest
 
 
-def with_margin(volume: Volume, margin: int) -> Volume:
-    """``volume`` grown by ``margin`` voxels on every side, mirroring its edge (same world grid)."""
-    affine = volume.affine.copy()
-    affine[:3, 3] = volume.affine[:3, :3] @ np.full(3, -float(margin)) + volume.affine[:3, 3]
-    return volume.with_array(np.pad(volume.array, margin, mode="symmetric"), affine=affine)
-
-
-def without_margin(volume: Volume, margin: int) -> Volume:
-    """The inverse of :func:`with_margin`."""
-    affine = volume.affine.copy()
-    affine[:3, 3] = volume.affine[:3, :3] @ np.full(3, float(margin)) + volume.affine[:3, 3]
-    inner = tuple(slice(margin, n - margin) for n in volume.shape)
-    return volume.with_array(np.ascontiguousarray(volume.array[inner]), affine=affine)
-
-
 def swap_axes(volume: Volume, a: int, b: int) -> Volume:
     """``volume`` with voxel axes ``a`` and ``b`` exchanged (same world positions)."""
     order = list(range(3))
@@ -54,20 +39,14 @@ class TargetGridPredictor:
             an input whose coarsest axis (at least :data:`ANISOTROPY` times its finest) is another
             one has the two axes exchanged for the network and exchanged back after; ``None``:
             never.
-        edge_margin: voxels of mirrored edge added on every side before the network and removed
-            after, so that a volume cut through tissue does not meet the windows' zero padding at
-            its own border (a network trained on interior patches would take that cliff for
-            structure).
     """
 
     def __init__(self, predictor, spacing: float | Sequence[float] | None = 1.0, interpolation: str = "cubic",
-                 slice_axis: int | None = None, edge_margin: int = 0):
+                 slice_axis: int | None = None):
         if slice_axis is not None and slice_axis not in (0, 1, 2):
             raise ValueError(f"slice_axis must be 0, 1, 2 or None, got {slice_axis}")
-        if int(edge_margin) < 0:
-            raise ValueError(f"edge_margin must be >= 0, got {edge_margin}")
         self.predictor, self.spacing, self.interpolation = predictor, spacing, interpolation
-        self.slice_axis, self.edge_margin = slice_axis, int(edge_margin)
+        self.slice_axis = slice_axis
 
     def thick_axis(self, volume: Volume) -> int | None:
         """The input's slice axis (its coarsest), or None for a (nearly) isotropic input."""
@@ -86,9 +65,5 @@ class TargetGridPredictor:
         turn = thick is not None and thick != self.slice_axis
         if turn:
             prepared = swap_axes(prepared, thick, self.slice_axis)
-        if self.edge_margin:
-            prepared = with_margin(prepared, self.edge_margin)
         out = self.predictor.predict(prepared)
-        if self.edge_margin:
-            out = without_margin(out, self.edge_margin)
         return swap_axes(out, thick, self.slice_axis) if turn else out
