@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tests.conftest import phantom, randomised
+from volgan.hardware import cpu_has_fast_bf16
 from volgan.inference import Predictor
 from volgan.inference.cpu import native_kernels
 from volgan.inference.cpu.fused_pointwise import fused_pointwise_available
@@ -154,6 +155,7 @@ def test_strided_inputs_give_the_contiguous_inputs_result(dtype):
 
 
 @needs_bf16
+@pytest.mark.skipif(not cpu_has_fast_bf16(), reason="fast mode is fp32 on a CPU without native bf16")
 def test_fast_mode_runs_the_shipped_unet_natively_in_bf16_within_the_stated_bound():
     """Fast mode on a CPU with native bf16: the native U-Net in bf16 (not PyTorch under autocast), on
     the shipped weights and a simulated 1/10-dose PET scan (SUV / 10, as the bundle feeds it). Its
