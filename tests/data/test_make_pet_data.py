@@ -48,3 +48,24 @@ def test_manifests_pair_every_low_dose_with_the_chosen_target(tmp_path):
             assert r["source"] == f"train/{r['subject']}.nii.gz"
             assert r["target"] == f"train/{name}_{target}.nii.gz"
             assert r["mask"] == f"train/{name}_sampling.nii.gz"
+
+
+def test_the_montage_shows_each_subject_and_refuses_an_empty_folder(tmp_path):
+    import json
+
+    import pet_montage
+    import pytest
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for k in (1, 2):
+        name = f"sub-00{k}"
+        (folder / f"{name}.json").write_text(json.dumps({"spacing_mm": [2, 2, 2], "fwhm_mm": [4, 4, 4], "lesions": []}))
+        for key in ("truth", "full", "dose-10"):
+            _save(folder / f"{name}_{key}.nii.gz", np.random.default_rng(k).random((8, 9, 7)).astype(np.float32))
+    out = tmp_path / "docs" / "draws.png"
+    pet_montage.main(["--data", str(tmp_path), "--out", str(out)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in out.parent.iterdir()] == ["draws.png"]  # no partial file left behind
+    with pytest.raises(SystemExit, match="no sub-"):
+        pet_montage.main(["--data", str(tmp_path), "--split", "val", "--out", str(out)])
