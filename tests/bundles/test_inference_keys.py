@@ -72,6 +72,7 @@ PER_BUNDLE = {
     },
     "mri_sr_mdcsrn": {
         "mode": ({"mode": "kspace"}, lambda p: p.spacing),
+        "weights": ({"weights": "gan"}, lambda p: float(sum(t.sum() for t in _inner(p)._reference.state_dict().values()))),
         "target_spacing": ({"target_spacing": 2.0}, lambda p: p.spacing),
         "interpolation": ({"interpolation": "linear"}, lambda p: p.interpolation),
         "slice_axis": ({"slice_axis": None}, lambda p: p.slice_axis),
