@@ -3,9 +3,7 @@ real bundle CLI, inference.yaml's ``stages`` and the predictor on a chain of U-N
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +13,7 @@ from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 
 from tests.bundles.bundle_checks import ROOT, bundle_cli, tiny_training_args
+from tests.bundles.test_pet_lowdose_cgan import pair_dataset, truth_dataset  # noqa: F401 (fixtures: the phantom layout)
 from tests.conftest import phantom
 from volgan.data.normalise import LinearScale
 from volgan.inference import Predictor
@@ -88,27 +87,6 @@ def test_the_predictor_runs_a_chain_in_both_modes_as_the_plain_network(backend):
     assert fast.guard is not None and fast.guard.passed, fast.guard
     out = fast.predict_array(arr, params=params)
     np.testing.assert_allclose(out, whole, atol=(5e-2 if fast.precision != "fp32" else 1e-4) * scale)
-
-
-@pytest.fixture
-def truth_dataset(tmp_path):
-    """Two training and one validation subject: a Poisson-noisy low-dose scan paired with its
-    noise-free truth, a brain mask, and the manifests the phantom training reads."""
-    data = tmp_path / "data"
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    for split, seeds in (("train", (1, 2)), ("val", (3,))):
-        (data / split).mkdir(parents=True)
-        rows = []
-        for s in seeds:
-            truth = phantom((40, 40, 36), seed=s) / 10.0
-            files = {"low": scan(s), "truth": truth, "brain": (truth > 1).astype(np.uint8)}
-            for key, array in files.items():
-                nib.save(nib.Nifti1Image(array, affine), data / split / f"s{s}_{key}.nii.gz")
-            rows.append([f"s{s}", f"{split}/s{s}_low.nii.gz", f"{split}/s{s}_truth.nii.gz", f"{split}/s{s}_brain.nii.gz", "auto"])
-        for name in (f"{split}.csv", f"{split}_truth.csv"):
-            with open(data / name, "w", newline="") as fh:
-                csv.writer(fh).writerows([["subject", "source", "target", "mask", "align"], *rows])
-    return data
 
 
 @pytest.mark.slow
