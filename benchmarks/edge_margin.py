@@ -37,11 +37,12 @@ def main() -> None:
     from volgan.data.synth import SynthMRGenerator, TissueAnatomy
     from volgan.data.synth.dataset import seeded_subject_rng
     from volgan.degrade import add_rician_noise
+    from volgan.inference.provenance import inner_predictor
     from volgan.metrics import psnr
 
     generator = SynthMRGenerator(TissueAnatomy.load(args.anatomy), shape=(args.size,) * 3, centre_on_head=1.0)
-    predictors = {m: bundle_predictor(args.bundle, edge_margin=m, flips=1, resample_to_training_spacing=False)
-                  for m in args.margins}
+    # the network's own predictor, without the bundle's wrappers (flips, training spacing)
+    predictors = {m: inner_predictor(bundle_predictor(args.bundle, edge_margin=m)) for m in args.margins}
     shell = np.ones((args.size,) * 3, bool)
     shell[(slice(args.shell, -args.shell),) * 3] = False
     print(f"{args.draws} draws of {args.size}^3, PSNR in the outer {args.shell} voxels (shell) and inside")
@@ -55,7 +56,7 @@ def main() -> None:
         noisy = add_rician_noise(clean, level, seed=i).astype(np.float32)
         cells = []
         for m, pred in predictors.items():
-            out = pred.predictor.predictor.predict_array(noisy)
+            out = pred.predict_array(noisy)
             scores = (psnr(out[shell], clean[shell], data_range=1.0), psnr(out[~shell], clean[~shell], data_range=1.0))
             gains[m].append(scores)
             cells.append(f"{scores[0]:.2f} / {scores[1]:.2f}")
