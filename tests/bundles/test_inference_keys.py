@@ -39,6 +39,11 @@ def _inner(predictor) -> Predictor:
     return predictor
 
 
+def _weights_sum(predictor) -> float:
+    """A fingerprint of the weights the bundle's network was loaded with."""
+    return float(sum(t.sum() for t in _inner(predictor)._reference.state_dict().values()))
+
+
 # key -> (overrides, what it reads from the bundle's predictor); both overridden values differ from the defaults
 COMMON = {
     "fast": ({"fast": True}, lambda p: _inner(p).fast),
@@ -61,7 +66,7 @@ PER_BUNDLE = {
         "stages": ({"stages": 2, "ckpt_path": None}, lambda p: type(_inner(p)._reference).__name__),
     },
     "mri_denoise_redwgan": {
-        "weights": ({"weights": "gan"}, lambda p: float(sum(t.sum() for t in _inner(p)._reference.state_dict().values()))),
+        "weights": ({"weights": "gan"}, _weights_sum),
         "flips": ({"flips": 8}, lambda p: len(p.predictor.axes)),
         "edge_margin": ({"edge_margin": 0}, lambda p: _inner(p).edge_margin),
         "training_spacing": ({"training_spacing": [1.0, 1.0]}, lambda p: p.spacing_range),
@@ -72,7 +77,7 @@ PER_BUNDLE = {
     },
     "mri_sr_mdcsrn": {
         "mode": ({"mode": "kspace"}, lambda p: p.spacing),
-        "weights": ({"weights": "gan"}, lambda p: float(sum(t.sum() for t in _inner(p)._reference.state_dict().values()))),
+        "weights": ({"weights": "gan"}, _weights_sum),
         "target_spacing": ({"target_spacing": 2.0}, lambda p: p.spacing),
         "interpolation": ({"interpolation": "linear"}, lambda p: p.interpolation),
         "slice_axis": ({"slice_axis": None}, lambda p: p.slice_axis),
